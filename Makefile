@@ -1,0 +1,72 @@
+# Developer commands for the portal. `make help` lists them.
+#
+#   make run    start web + worker + beat with demo data (embedded default: DEBUG=1,
+#               SQLite + filesystem broker under var/, nothing else to install)
+#   make test   run every test; uses DATABASE_URL / CELERY_BROKER_URL if you set them
+#               (CI: PostgreSQL + Redis), else SQLite + the filesystem broker under var/test/
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MANAGE := $(BIN)/python manage.py
+# Written after a successful install; older than pyproject.toml means "install again".
+INSTALL_STAMP := $(VENV)/.install-stamp
+PORT ?= 8000
+PYTEST_ARGS ?=
+TEST_VAR_DIR := $(CURDIR)/var/test
+
+.PHONY: help install run migrate seed bench test clean distclean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(INSTALL_STAMP) ## create .venv (python3 -m venv) and pip install -e ".[test]" when pyproject.toml changed
+
+$(INSTALL_STAMP): pyproject.toml
+	@if [ ! -x $(BIN)/python ]; then echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); fi
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet -e ".[test]"
+	@touch $@
+
+# Local commands default to DEBUG=1 so they run without a SECRET_KEY (settings refuse that
+# otherwise). An explicit DEBUG in the environment wins.
+run migrate seed bench: export DEBUG ?= 1
+run: export PORT := $(PORT)
+
+run: install ## start web (127.0.0.1:$PORT, default 8000) + Celery worker + beat with demo data; Ctrl-C stops all
+	$(MANAGE) migrate --noinput
+	$(MANAGE) seed_demo
+	@case "$${DEBUG,,}" in \
+	  1|true|yes|on) echo "DEBUG on: WhiteNoise serves static files from the app folders; collectstatic skipped" ;; \
+	  *) $(MANAGE) collectstatic --noinput --verbosity 0 ;; \
+	esac
+	exec $(BIN)/python scripts/devstack.py
+
+migrate: install ## apply database migrations
+	$(MANAGE) migrate --noinput
+
+seed: install ## create the demo departments, accounts, products and logins (idempotent)
+	$(MANAGE) seed_demo
+
+test: install ## run all tests (exit code 5 = no tests collected is an error too)
+	@echo "pytest: DATABASE_URL=$${DATABASE_URL:-<SQLite under var/test>} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-<filesystem under var/test>}"
+	@rc=0; \
+	PORTAL_VAR_DIR="$(TEST_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" \
+	  $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure" >&2; fi; \
+	exit $$rc
+
+bench: install ## run the benchmarks in bench/ (results under bench/results/)
+	@if [ ! -f bench/run.py ]; then echo "make bench: bench/run.py does not exist yet" >&2; exit 1; fi
+	$(BIN)/python bench/run.py
+
+clean: ## remove local state (var/: database, broker, run folders) and caches; keeps .venv
+	rm -rf var .pytest_cache build bench/results tests/artifacts *.egg-info
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove .venv too
+	rm -rf $(VENV)

@@ -1,0 +1,16 @@
+"""System checks: every design pattern must load, so a broken one fails `manage.py check`
+(and therefore `migrate`, `runserver` and the worker's start) instead of a request."""
+
+from django.conf import settings
+from django.core import checks
+
+
+@checks.register(checks.Tags.compatibility, deploy=False)
+def check_patterns(app_configs=None, **kwargs):
+    from provisioning.patterns import PatternCatalogError, load_catalog
+
+    try:
+        load_catalog(settings.PATTERNS_DIR)
+    except PatternCatalogError as exc:
+        return [checks.Error(str(error), id="portal.E001") for error in exc.errors]
+    return []

@@ -1,0 +1,165 @@
+"""`manage.py provision create|delete|retry|cancel|show` - the same services as the UI and API.
+
+create/delete/retry print the run's progress while waiting (`--no-wait` returns at once) and
+exit non-zero when the environment does not end where it was asked to go.
+"""
+
+import json
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from portal.models import Environment, EnvironmentStatus, Product, Run, SandboxAccount
+from portal.selectors import environment_by_ref, latest_run, run_events_after
+from portal.services import environments
+from portal.services.catalog import get_pattern
+from portal.services.dispatch import queue_position
+from portal.services.errors import ServiceError
+
+TERMINAL_ENV = {
+    EnvironmentStatus.READY,
+    EnvironmentStatus.FAILED,
+    EnvironmentStatus.ROLLBACK_FAILED,
+    EnvironmentStatus.INCOMPLETE,
+    EnvironmentStatus.DELETE_FAILED,
+    EnvironmentStatus.DELETED,
+}
+
+
+def coerce_parameter(pattern, key: str, raw: str):
+    """`k=v` from the command line, typed by the pattern's schema (strings stay strings)."""
+    schema = pattern.parameters.get("properties", {}).get(key, {})
+    if schema.get("type") == "string":
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+class Command(BaseCommand):
+    help = "Create, delete, retry, cancel or show sandbox environments from the command line."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--user", help="act as this user (default: the first superuser)")
+        sub = parser.add_subparsers(dest="action", required=True)
+        create = sub.add_parser("create", help="request a new environment")
+        create.add_argument("--product", required=True, help="product slug")
+        create.add_argument("--pattern", required=True, help="design pattern slug")
+        create.add_argument("--name", help="environment name (default: a free sandbox-N)")
+        create.add_argument("--account", help="sandbox account name (default: the department's first)")
+        create.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        create.add_argument("--no-wait", action="store_true")
+        for name in ("delete", "retry"):
+            p = sub.add_parser(name, help=f"{name} an environment (id or product/name)")
+            p.add_argument("environment")
+            p.add_argument("--no-wait", action="store_true")
+        cancel = sub.add_parser("cancel", help="cancel the environment's current run")
+        cancel.add_argument("environment")
+        show = sub.add_parser("show", help="print an environment and its runs")
+        show.add_argument("environment")
+
+    def handle(self, *args, **options):
+        user = self._user(options.get("user"))
+        action = options["action"]
+        try:
+            if action == "create":
+                run = self._create(user, options)
+            elif action == "show":
+                return self._show(self._env(options["environment"]))
+            elif action == "cancel":
+                env = self._env(options["environment"])
+                run = latest_run(env)
+                if run is None:
+                    raise CommandError(f"{env} has no runs.")
+                result = environments.request_cancel(user=user, run=run)
+                self.stdout.write(f"run #{run.pk}: cancel {result}")
+                return
+            elif action == "delete":
+                run = environments.request_delete(user=user, environment=self._env(options["environment"]))
+            else:
+                run = environments.request_retry(user=user, environment=self._env(options["environment"]))
+        except ServiceError as exc:
+            details = "; ".join(f"{k}: {v}" for k, v in exc.errors.items() if v != exc.message)
+            raise CommandError(exc.message + (f" ({details})" if details else "")) from None
+        self.stdout.write(f"{run.environment}: run #{run.pk} ({run.kind}) queued")
+        if options.get("no_wait"):
+            return
+        final = self._follow(run)
+        wanted = EnvironmentStatus.DELETED if action == "delete" else EnvironmentStatus.READY
+        if final != wanted:
+            raise CommandError(f"{run.environment} ended {final}")
+
+    def _user(self, username):
+        User = get_user_model()
+        if username:
+            try:
+                return User.objects.get(username=username, is_active=True)
+            except User.DoesNotExist:
+                raise CommandError(f"No active user {username!r}.") from None
+        user = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
+        if user is None:
+            raise CommandError("No superuser exists; pass --user.")
+        return user
+
+    def _env(self, ref) -> Environment:
+        try:
+            return environment_by_ref(ref)
+        except Environment.DoesNotExist:
+            raise CommandError(f"No environment {ref!r} (use an id or product/name).") from None
+
+    def _create(self, user, options) -> Run:
+        try:
+            product = Product.objects.select_related("department").get(slug=options["product"])
+        except Product.DoesNotExist:
+            raise CommandError(f"No product {options['product']!r}.") from None
+        account = None
+        if options.get("account"):
+            account = SandboxAccount.objects.filter(name=options["account"]).first()
+            if account is None:
+                raise CommandError(f"No sandbox account {options['account']!r}.")
+        pattern = get_pattern(options["pattern"])
+        params = {}
+        for item in options["param"]:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise CommandError(f"--param takes KEY=VALUE, got {item!r}")
+            params[key.strip()] = coerce_parameter(pattern, key.strip(), value)
+        return environments.request_create(
+            user=user, product=product, pattern_slug=pattern.slug, name=options.get("name"), parameters=params, account=account
+        )
+
+    def _follow(self, run: Run) -> str:
+        """Print events of the run (and of a rollback that follows it) until the environment settles."""
+        env_id = run.environment_id
+        seen: dict[int, int] = {}
+        last_position = None
+        while True:
+            env = Environment.objects.get(pk=env_id)
+            for r in Run.objects.filter(environment_id=env_id, pk__gte=run.pk).order_by("pk"):
+                if r.status == "queued":
+                    position = queue_position(r)
+                    if position != last_position:
+                        self.stdout.write(f"run #{r.pk} queued, position {position}")
+                        last_position = position
+                for event in run_events_after(r.pk, seen.get(r.pk, 0)):
+                    seen[r.pk] = event.seq
+                    self.stdout.write(f"[#{r.pk} {event.kind}] {event.message}")
+            if env.status in TERMINAL_ENV and not env.runs.filter(status__in=["queued", "running"]).exists():
+                self.stdout.write(f"{env}: {env.status}" + (f" - {env.status_reason}" if env.status_reason else ""))
+                return env.status
+            time.sleep(0.5)
+
+    def _show(self, env: Environment) -> None:
+        self.stdout.write(f"{env} [{env.status}] pattern {env.pattern_slug} {env.pattern_version} account {env.account}")
+        if env.status_reason:
+            self.stdout.write(f"  {env.status_reason}")
+        if env.cidr:
+            self.stdout.write(f"  network {env.cidr}")
+        for endpoint in env.endpoints.filter(released_at__isnull=True):
+            self.stdout.write(f"  endpoint {endpoint.fqdn} {endpoint.url}")
+        for r in env.runs.order_by("queued_at"):
+            self.stdout.write(
+                f"  run #{r.pk} {r.kind} {r.status} stage={r.stage} {r.resources_done}/{r.resources_planned} {r.explanation}"
+            )

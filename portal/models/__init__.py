@@ -1,0 +1,33 @@
+"""The CMDB's data model. Rows are the source of truth for everything the UI and API show."""
+
+from portal.models.cmdb import (
+    CidrAllocation,
+    CidrPool,
+    Department,
+    Endpoint,
+    Environment,
+    EnvironmentStatus,
+    Product,
+    SandboxAccount,
+)
+from portal.models.runs import Run, RunEvent, RunKind, RunStage, RunStatus
+from portal.models.state import StateLock, StateLockRelease, StateVersion
+
+__all__ = [
+    "CidrAllocation",
+    "CidrPool",
+    "Department",
+    "Endpoint",
+    "Environment",
+    "EnvironmentStatus",
+    "Product",
+    "Run",
+    "RunEvent",
+    "RunKind",
+    "RunStage",
+    "RunStatus",
+    "SandboxAccount",
+    "StateLock",
+    "StateLockRelease",
+    "StateVersion",
+]

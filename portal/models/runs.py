@@ -1,0 +1,148 @@
+"""Runs and their events: the source of truth for progress (never Celery's result backend).
+
+Status moves only through the compare-and-swap functions in `portal.services.runs`.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class RunKind(models.TextChoices):
+    CREATE = "create", "Create"
+    DESTROY = "destroy", "Destroy"
+    ROLLBACK = "rollback", "Rollback"
+
+
+class RunStatus(models.TextChoices):
+    """A run's status, in named groups.
+
+    WAITING: queued for a slot of its sandbox account.
+    ACTIVE: holds an account slot (dispatched to a worker, or the worker is running it).
+    TERMINAL: finished; `failed` is an expected failure (Terraform said no), `errored` a bug
+    or infrastructure fault (see `traceback`), `interrupted` the worker died mid-run.
+    """
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    ERRORED = "errored", "Errored"
+    CANCELLED = "cancelled", "Cancelled"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+WAITING = frozenset({RunStatus.QUEUED})
+ACTIVE = frozenset({RunStatus.RUNNING})
+UNFINISHED = WAITING | ACTIVE
+TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ERRORED, RunStatus.CANCELLED, RunStatus.INTERRUPTED})
+CANCELLABLE = UNFINISHED
+
+
+class RunStage(models.TextChoices):
+    """The pipeline step a run is in (finer than status; drives the UI's stage bar)."""
+
+    QUEUED = "queued", "Queued"
+    DISPATCHED = "dispatched", "Waiting for a worker"
+    RENDER = "render", "Render"
+    INIT = "init", "Init"
+    PLAN = "plan", "Plan"
+    APPLY = "apply", "Apply"
+    OUTPUTS = "outputs", "Outputs"
+    DESTROY = "destroy", "Destroy"
+    DONE = "done", "Done"
+
+
+class Run(models.Model):
+    """One create / destroy / rollback attempt on an environment."""
+
+    environment = models.ForeignKey("portal.Environment", on_delete=models.CASCADE, related_name="runs")
+    # Denormalised from the environment: the per-account queue is read on every dispatch.
+    account = models.ForeignKey("portal.SandboxAccount", on_delete=models.PROTECT, related_name="runs")
+    kind = models.CharField(max_length=10, choices=RunKind.choices)
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    stage = models.CharField(max_length=12, choices=RunStage.choices, default=RunStage.QUEUED)
+    rollback_of = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollback_run"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    pattern_slug = models.CharField(max_length=60)
+    pattern_version = models.CharField(max_length=30)
+    # What the environment was before this run, so a destroy cancelled while queued can put
+    # the environment back exactly as it was.
+    environment_status_before = models.CharField(max_length=20, blank=True)
+
+    queued_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker running it")
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    explanation = models.TextField(blank=True, help_text="What happened, for people.")
+    traceback = models.TextField(blank=True, help_text="For developers; only for errored runs.")
+    plan_summary = models.JSONField(null=True, blank=True)
+    resources_planned = models.PositiveIntegerField(default=0)
+    resources_done = models.PositiveIntegerField(default=0)
+    commands = models.JSONField(default=list, blank=True, help_text="Exactly what ran (redacted).")
+    last_event_seq = models.PositiveIntegerField(default=0)
+    # Per-run credential for the state endpoint: only its hash is stored.
+    state_token_hash = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_unfinished_run_per_environment",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[choice for choice, _ in RunStatus.choices]),
+                name="run_status_known",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "status", "queued_at"])]
+
+    def __str__(self):
+        return f"run #{self.pk} {self.kind} {self.status}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def progress_percent(self) -> int | None:
+        if not self.resources_planned:
+            return None
+        return min(100, round(100 * self.resources_done / self.resources_planned))
+
+
+class RunEvent(models.Model):
+    """An append-only log line or event of a run; pages tail it with `?after=seq`."""
+
+    class Kind(models.TextChoices):
+        LOG = "log", "Terraform output"
+        STAGE = "stage", "Stage change"
+        SYSTEM = "system", "Portal"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.LOG)
+    level = models.CharField(max_length=10, default="info")
+    message = models.TextField()
+    data = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="run_event_seq_unique")]
+
+    def __str__(self):
+        return f"{self.run_id}#{self.seq} {self.message[:60]}"

@@ -1,0 +1,68 @@
+"""The per-account FIFO queue: promote queued runs into free account slots.
+
+At most `max_concurrent_runs` runs of an account are active; the rest wait in the database
+(not the broker), oldest first. Called on commit of every new run and of every run that
+frees a slot, so the next run starts without a polling delay; the reaper calls it too as a
+safety net. No worker slot is spent waiting: a worker only gets a run that already holds a slot.
+"""
+
+import logging
+
+from django.db import transaction
+
+from portal.models import Run, RunStatus, SandboxAccount
+from portal.services import runs as transitions
+from portal.services.errors import TransitionLost
+
+log = logging.getLogger(__name__)
+
+
+def dispatch_account(account_id: int) -> list[int]:
+    """Fill the account's free slots from its queue; returns the ids of the runs dispatched."""
+    promoted: list[int] = []
+    with transaction.atomic():
+        # The account row lock serialises dispatchers of one account (different accounts
+        # dispatch in parallel); on SQLite the IMMEDIATE transaction does the same.
+        account = SandboxAccount.objects.select_for_update().filter(pk=account_id).first()
+        if account is None:
+            return []
+        active = Run.objects.filter(account_id=account_id, status=RunStatus.RUNNING).count()
+        free = account.max_concurrent_runs - active
+        if free <= 0:
+            return []
+        waiting = (
+            Run.objects.filter(account_id=account_id, status=RunStatus.QUEUED, cancel_requested_at__isnull=True)
+            .order_by("queued_at", "id")
+            .values_list("pk", flat=True)[:free]
+        )
+        for run_id in waiting:
+            try:
+                transitions.dispatch_run(run_id)
+            except TransitionLost:
+                continue
+            promoted.append(run_id)
+        if promoted:
+            transaction.on_commit(lambda: _send(promoted))
+    return promoted
+
+
+def _send(run_ids: list[int]) -> None:
+    from portal.tasks import execute_run
+
+    for run_id in run_ids:
+        execute_run.delay(run_id)
+
+
+def queue_position(run: Run) -> int | None:
+    """1-based place of a queued run in its account's queue; None when not waiting."""
+    if run.status != RunStatus.QUEUED:
+        return None
+    ahead = (
+        Run.objects.filter(account_id=run.account_id, status=RunStatus.QUEUED)
+        .filter(queued_at__lt=run.queued_at)
+        .count()
+    )
+    same_time = Run.objects.filter(
+        account_id=run.account_id, status=RunStatus.QUEUED, queued_at=run.queued_at, pk__lt=run.pk
+    ).count()
+    return ahead + same_time + 1

@@ -1,0 +1,193 @@
+"""Requesting, deleting, retrying and cancelling environments.
+
+The one entry point for the browser UI, the REST API and `manage.py provision`: every rule
+about who may request what, and what happens in which order, lives here. Work is dispatched
+only after the rows are committed (STYLE rule 2).
+"""
+
+import re
+
+from django.db import IntegrityError, transaction
+
+from portal.models import (
+    Environment,
+    EnvironmentStatus,
+    Product,
+    Run,
+    RunKind,
+    SandboxAccount,
+)
+from portal.services import runs as transitions
+from portal.services.allocation import allocate_cidr
+from portal.services.catalog import get_pattern
+from portal.services.dispatch import dispatch_account
+from portal.services.errors import Conflict, InvalidRequest
+from portal.services.permissions import require_product
+from provisioning.patterns import ParameterError, validate_parameters
+from provisioning.render import RenderError, render_workspace
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
+
+# Terraform's state lives in the portal; every connection detail and credential arrives via
+# TF_HTTP_* environment variables at run time, so the committed code holds no URL or secret.
+BACKEND_TF = 'terraform {\n  backend "http" {}\n}\n'
+PORTAL_FILES = {"portal_backend.tf": BACKEND_TF}
+
+DELETABLE = {
+    EnvironmentStatus.READY,
+    EnvironmentStatus.FAILED,
+    EnvironmentStatus.ROLLBACK_FAILED,
+    EnvironmentStatus.INCOMPLETE,
+    EnvironmentStatus.DELETE_FAILED,
+}
+
+
+def suggest_name(product: Product) -> str:
+    """A free name like `sandbox-3` for the product's next environment."""
+    taken = set(
+        Environment.objects.filter(product=product).exclude(status=EnvironmentStatus.DELETED).values_list("name", flat=True)
+    )
+    number = 1
+    while f"sandbox-{number}" in taken:
+        number += 1
+    return f"sandbox-{number}"
+
+
+def choose_account(product: Product, account: SandboxAccount | None) -> SandboxAccount:
+    """The requested account, or the department's first active one."""
+    if account is not None:
+        if account.department_id != product.department_id:
+            raise InvalidRequest(
+                f"{account.name} belongs to another department than {product.name}.", field="account"
+            )
+        if not account.is_active:
+            raise InvalidRequest(f"{account.name} takes no new environments (inactive).", field="account")
+        return account
+    account = SandboxAccount.objects.filter(department_id=product.department_id, is_active=True).order_by("name").first()
+    if account is None:
+        raise InvalidRequest(
+            f"{product.department.name} has no active sandbox account; ask an admin to add one.", field="account"
+        )
+    return account
+
+
+def render_context(environment: Environment, requester) -> dict:
+    """The values a pattern's locals.tf.j2 may use (documented in patterns/README.md)."""
+    account = environment.account
+    return {
+        "environment": {
+            "name": environment.name,
+            "product": environment.product.slug,
+            "department": environment.product.department.slug,
+        },
+        "account": {
+            "id": account.account_id,
+            "region": account.region,
+            "dns_zone": account.dns_zone,
+            "kind": account.kind,
+        },
+        "network": {"cidr": environment.cidr or None},
+        "requester": getattr(requester, "username", "") or "portal",
+    }
+
+
+def request_create(
+    *,
+    user,
+    product: Product,
+    pattern_slug: str,
+    name: str | None = None,
+    parameters: dict | None = None,
+    account: SandboxAccount | None = None,
+) -> Run:
+    """Validate, allocate, render and queue a create run; returns the queued run.
+
+    Every check that can fail is done before anything is written, and all writes are one
+    transaction: a refused request leaves no trace, an accepted one is complete.
+    """
+    require_product(user, product, "create")
+    pattern = get_pattern(pattern_slug)
+    name = (name or "").strip() or suggest_name(product)
+    if not NAME_RE.match(name):
+        raise InvalidRequest(
+            "Use 1-40 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen.",
+            field="name",
+        )
+    try:
+        params = validate_parameters(pattern, parameters or {})
+    except ParameterError as exc:
+        raise InvalidRequest("Some parameters are not valid.", errors={f"param:{k}" if k else "parameters": v for k, v in exc.errors.items()}) from None
+    account = choose_account(product, account)
+    if pattern.cloud == "aws" and account.kind != SandboxAccount.Kind.AWS:
+        raise InvalidRequest(f"{pattern.name} needs an AWS account; {account.name} is {account.kind}.", field="account")
+
+    try:
+        with transaction.atomic():
+            # Serialises allocations of this account (CIDRs) with other requests.
+            SandboxAccount.objects.select_for_update().get(pk=account.pk)
+            if Environment.objects.filter(product=product, name=name).exclude(status=EnvironmentStatus.DELETED).exists():
+                raise Conflict(f"{product.slug}/{name} already exists; choose another name.", field="name")
+            environment = Environment.objects.create(
+                product=product,
+                account=account,
+                name=name,
+                pattern_slug=pattern.slug,
+                pattern_version=pattern.version,
+                parameters=params,
+                status=EnvironmentStatus.PROVISIONING,
+                requested_by=user if getattr(user, "pk", None) else None,
+            )
+            environment.cidr = allocate_cidr(environment)
+            try:
+                files = render_workspace(pattern, params, render_context(environment, user), PORTAL_FILES)
+            except RenderError as exc:
+                raise InvalidRequest(f"The pattern could not be rendered: {exc}", field="pattern") from None
+            environment.code_snapshot = files
+            environment.save(update_fields=["cidr", "code_snapshot"])
+            run = transitions.queue_run(environment, RunKind.CREATE, requested_by=environment.requested_by)
+            transaction.on_commit(lambda: dispatch_account(account.pk))
+    except IntegrityError:
+        # Two identical requests raced past the exists() check: the constraint decided.
+        raise Conflict(f"{product.slug}/{name} already exists; choose another name.", field="name") from None
+    return run
+
+
+def request_delete(*, user, environment: Environment) -> Run:
+    """Queue a destroy run that uses the environment's stored code snapshot."""
+    require_product(user, environment.product, "delete")
+    try:
+        with transaction.atomic():
+            env = Environment.objects.select_for_update().get(pk=environment.pk)
+            if env.status not in DELETABLE:
+                raise Conflict(
+                    f"{env} is {env.get_status_display().lower()}; it can be deleted once its current run ends.",
+                    field="environment",
+                )
+            run = transitions.queue_run(env, RunKind.DESTROY, requested_by=user if getattr(user, "pk", None) else None)
+            Environment.objects.filter(pk=env.pk).update(status=EnvironmentStatus.DELETING, status_reason="")
+            transaction.on_commit(lambda: dispatch_account(env.account_id))
+    except IntegrityError:
+        raise Conflict(f"{environment} already has a run in progress.", field="environment") from None
+    return run
+
+
+def request_retry(*, user, environment: Environment) -> Run:
+    """Run the create again from the same code and state (after a cancel or a lost worker)."""
+    require_product(user, environment.product, "retry")
+    try:
+        with transaction.atomic():
+            env = Environment.objects.select_for_update().get(pk=environment.pk)
+            if env.status != EnvironmentStatus.INCOMPLETE:
+                raise Conflict(f"Only an incomplete environment can be retried; {env} is {env.get_status_display().lower()}.")
+            run = transitions.queue_run(env, RunKind.CREATE, requested_by=user if getattr(user, "pk", None) else None)
+            Environment.objects.filter(pk=env.pk).update(status=EnvironmentStatus.PROVISIONING, status_reason="")
+            transaction.on_commit(lambda: dispatch_account(env.account_id))
+    except IntegrityError:
+        raise Conflict(f"{environment} already has a run in progress.") from None
+    return run
+
+
+def request_cancel(*, user, run: Run) -> str:
+    """Cancel a queued or running run (see `runs.request_cancel`)."""
+    require_product(user, run.environment.product, "cancel runs of")
+    return transitions.request_cancel(run.pk, user if getattr(user, "pk", None) else None)

@@ -1,0 +1,35 @@
+"""Append-only run events. One writer at a time per run, serialised on the run row."""
+
+from django.db import transaction
+from django.db.models import F
+
+from portal.models import Run, RunEvent
+
+MAX_MESSAGE = 8000
+
+
+def append_events(run_id: int, items: list[dict]) -> int:
+    """Append events `{"kind", "level", "message", "data"}` with consecutive seq numbers.
+
+    The run row is locked while seqs are taken, so the worker's log stream and a person's
+    "cancel requested" note never collide. Returns the last seq written.
+    """
+    if not items:
+        return 0
+    with transaction.atomic():
+        last = Run.objects.select_for_update().values_list("last_event_seq", flat=True).get(pk=run_id)
+        rows = []
+        for offset, item in enumerate(items, start=1):
+            rows.append(
+                RunEvent(
+                    run_id=run_id,
+                    seq=last + offset,
+                    kind=item.get("kind", RunEvent.Kind.LOG),
+                    level=item.get("level", "info"),
+                    message=str(item.get("message", ""))[:MAX_MESSAGE],
+                    data=item.get("data"),
+                )
+            )
+        RunEvent.objects.bulk_create(rows)
+        Run.objects.filter(pk=run_id).update(last_event_seq=F("last_event_seq") + len(rows))
+    return last + len(rows)

@@ -1,0 +1,378 @@
+"""Every state transition of a Run (and the Environment status it implies), in one module.
+
+Each transition is a compare-and-swap: `filter(pk=..., status=<expected>).update(...)`; a
+result other than 1 means the race was lost and `TransitionLost` is raised instead of
+overwriting someone else's move (Healthchecks `sendalerts`, STYLE rule 4). Environment status
+changes happen in the same transaction as the run transition that causes them.
+
+Must not import views, the API or Celery tasks (they import this).
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from portal.models import (
+    CidrAllocation,
+    Endpoint,
+    Environment,
+    EnvironmentStatus,
+    Run,
+    RunEvent,
+    RunKind,
+    RunStage,
+    RunStatus,
+    StateLock,
+    StateLockRelease,
+)
+from portal.services.errors import TransitionLost
+
+# Stages after which Terraform may have created something.
+_MAY_HAVE_CREATED = {RunStage.APPLY, RunStage.OUTPUTS, RunStage.DONE}
+
+
+def _lease_deadline():
+    return timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+
+
+def _cas(run_id: int, expected: dict, **changes) -> None:
+    """Update one run if it still matches `expected`, else raise TransitionLost."""
+    updated = Run.objects.filter(pk=run_id, **expected).update(**changes)
+    if updated != 1:
+        raise TransitionLost(f"run {run_id} no longer matches {expected}")
+
+
+def _set_environment(environment_id: int, status: str, reason: str = "", **extra) -> None:
+    Environment.objects.filter(pk=environment_id).update(
+        status=status, status_reason=reason, updated_at=timezone.now(), **extra
+    )
+
+
+def _system_event(run_id: int, message: str, level: str = "info") -> None:
+    from portal.services.events import append_events
+
+    append_events(run_id, [{"kind": RunEvent.Kind.SYSTEM, "level": level, "message": message}])
+
+
+def _after_slot_freed(account_id: int) -> None:
+    """A run left the account's slots: start the next queued one right after commit."""
+    from portal.services.dispatch import dispatch_account
+
+    transaction.on_commit(lambda: dispatch_account(account_id))
+
+
+# --- waiting -> active ----------------------------------------------------------------------
+
+
+def queue_run(environment: Environment, kind: str, *, requested_by=None) -> Run:
+    """Create a queued run. The database refuses a second unfinished run per environment."""
+    return Run.objects.create(
+        environment=environment,
+        account_id=environment.account_id,
+        kind=kind,
+        status=RunStatus.QUEUED,
+        stage=RunStage.QUEUED,
+        requested_by=requested_by,
+        pattern_slug=environment.pattern_slug,
+        pattern_version=environment.pattern_version,
+        environment_status_before=environment.status,
+    )
+
+
+def dispatch_run(run_id: int) -> None:
+    """queued -> running/dispatched: the run holds an account slot and a worker is asked."""
+    now = timezone.now()
+    _cas(
+        run_id,
+        {"status": RunStatus.QUEUED, "cancel_requested_at__isnull": True},
+        status=RunStatus.RUNNING,
+        stage=RunStage.DISPATCHED,
+        dispatched_at=now,
+        lease_expires_at=_lease_deadline(),
+    )
+
+
+def claim_run(run_id: int, worker: str) -> None:
+    """running/dispatched -> running/render by exactly one worker.
+
+    A duplicate delivery of the same task finds the stage moved on and loses here, so a run
+    can never be executed twice.
+    """
+    _cas(
+        run_id,
+        {"status": RunStatus.RUNNING, "stage": RunStage.DISPATCHED},
+        stage=RunStage.RENDER,
+        started_at=timezone.now(),
+        worker=worker,
+        lease_expires_at=_lease_deadline(),
+    )
+
+
+def requeue_unclaimed_run(run_id: int, reason: str) -> None:
+    """running/dispatched -> queued: no worker picked it up; nothing has run, so it is safe."""
+    with transaction.atomic():
+        run = Run.objects.get(pk=run_id)
+        _cas(
+            run_id,
+            {"status": RunStatus.RUNNING, "stage": RunStage.DISPATCHED},
+            status=RunStatus.QUEUED,
+            stage=RunStage.QUEUED,
+            dispatched_at=None,
+            lease_expires_at=None,
+        )
+        _system_event(run_id, f"Back in the queue: {reason}", "warning")
+        _after_slot_freed(run.account_id)
+
+
+# --- active bookkeeping (not status changes) -------------------------------------------------
+
+
+def set_stage(run_id: int, stage: str, worker: str) -> None:
+    """Move a running run to the next pipeline stage (only its own worker may)."""
+    _cas(run_id, {"status": RunStatus.RUNNING, "worker": worker}, stage=stage)
+
+
+def renew_lease(run_id: int, worker: str) -> bool:
+    """Extend the lease; False means the run is no longer ours (reaped or finished)."""
+    return (
+        Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, worker=worker).update(
+            lease_expires_at=_lease_deadline()
+        )
+        == 1
+    )
+
+
+def request_cancel(run_id: int, user=None) -> str:
+    """Cancel a run: a queued one is dropped at once, a running one is asked to stop.
+
+    Returns "dropped", "requested" or "finished" (nothing to cancel any more).
+    """
+    with transaction.atomic():
+        run = Run.objects.select_related("environment").get(pk=run_id)
+        if run.status == RunStatus.QUEUED:
+            _cas(
+                run_id,
+                {"status": RunStatus.QUEUED},
+                status=RunStatus.CANCELLED,
+                stage=RunStage.DONE,
+                finished_at=timezone.now(),
+                cancel_requested_at=timezone.now(),
+                cancel_requested_by=user,
+                explanation="Cancelled while queued; nothing ran.",
+            )
+            if run.kind == RunKind.CREATE:
+                _finish_environment_create_not_started(run)
+            else:
+                _set_environment(
+                    run.environment_id,
+                    run.environment_status_before or EnvironmentStatus.READY,
+                    "Delete cancelled before it started.",
+                )
+            _system_event(run_id, f"Cancelled while queued by {user or 'the portal'}.")
+            return "dropped"
+        if run.status == RunStatus.RUNNING:
+            updated = Run.objects.filter(
+                pk=run_id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
+            ).update(cancel_requested_at=timezone.now(), cancel_requested_by=user)
+            if updated:
+                _system_event(run_id, f"Cancel requested by {user or 'the portal'}; stopping Terraform.")
+            return "requested"
+        return "finished"
+
+
+def _finish_environment_create_not_started(run: Run) -> None:
+    _release_allocations(run.environment_id)
+    _set_environment(run.environment_id, EnvironmentStatus.FAILED, "Cancelled before anything was created.")
+
+
+# --- active -> terminal -----------------------------------------------------------------------
+
+
+def _terminal(run_id: int, status: str, *, worker: str | None, explanation: str, traceback: str = "", **extra):
+    expected = {"status": RunStatus.RUNNING}
+    if worker is not None:
+        expected["worker"] = worker
+    _cas(
+        run_id,
+        expected,
+        status=status,
+        stage=RunStage.DONE,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+        explanation=explanation,
+        traceback=traceback,
+        state_token_hash="",
+        **extra,
+    )
+
+
+def succeed_create(run: Run, worker: str, *, outputs: dict, endpoints: list[dict]) -> None:
+    """Create applied: outputs and endpoints written, environment ready.
+
+    Raises `EndpointTaken` (and changes nothing) when an FQDN already belongs to another
+    live environment, so the caller rolls back instead.
+    """
+    from django.db import IntegrityError
+
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                Endpoint.objects.bulk_create(
+                    Endpoint(environment_id=run.environment_id, **endpoint) for endpoint in endpoints
+                )
+        except IntegrityError:
+            taken = [
+                e["fqdn"]
+                for e in endpoints
+                if Endpoint.objects.filter(fqdn=e["fqdn"], released_at__isnull=True).exists()
+            ]
+            raise EndpointTaken(taken) from None
+        _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation="Applied; endpoints recorded.")
+        _set_environment(run.environment_id, EnvironmentStatus.READY, "", outputs=outputs)
+        _after_slot_freed(run.account_id)
+
+
+class EndpointTaken(Exception):
+    """An FQDN the pattern produced is registered to another live environment."""
+
+    def __init__(self, fqdns):
+        super().__init__(", ".join(fqdns))
+        self.fqdns = fqdns
+
+
+def fail_create_and_start_rollback(run: Run, worker: str, *, explanation: str) -> Run:
+    """Apply failed: the create run fails and a rollback run takes over its account slot.
+
+    One transaction, so the slot is never free in between and no queued run can jump in
+    while the half-built environment is being destroyed.
+    """
+    with transaction.atomic():
+        _terminal(run.pk, RunStatus.FAILED, worker=worker, explanation=explanation)
+        now = timezone.now()
+        rollback = Run.objects.create(
+            environment_id=run.environment_id,
+            account_id=run.account_id,
+            kind=RunKind.ROLLBACK,
+            status=RunStatus.RUNNING,
+            stage=RunStage.INIT,
+            rollback_of=run,
+            requested_by=run.requested_by,
+            pattern_slug=run.pattern_slug,
+            pattern_version=run.pattern_version,
+            environment_status_before=EnvironmentStatus.PROVISIONING,
+            dispatched_at=now,
+            started_at=now,
+            worker=worker,
+            lease_expires_at=_lease_deadline(),
+        )
+        _set_environment(run.environment_id, EnvironmentStatus.PROVISIONING, "Apply failed; rolling back.")
+        _system_event(run.pk, f"Apply failed; rollback run #{rollback.pk} destroys what was created.", "error")
+    return rollback
+
+
+def fail_run(run: Run, worker: str | None, *, explanation: str, status: str = RunStatus.FAILED, traceback: str = "", stage_reached: str = "") -> None:
+    """Any run ends unsuccessfully (failed, errored, cancelled or interrupted).
+
+    The environment follows from the run kind and how far it got:
+    - create that never reached apply: nothing exists -> `failed`, allocations released;
+    - create stopped during/after apply: resources may exist -> `incomplete` (delete or retry);
+    - rollback: -> `rollback_failed`, state kept;
+    - destroy: -> `delete_failed`, state kept, delete can be retried.
+    """
+    stage_reached = stage_reached or run.stage
+    with transaction.atomic():
+        _terminal(run.pk, status, worker=worker, explanation=explanation, traceback=traceback)
+        if run.kind == RunKind.CREATE:
+            if stage_reached in _MAY_HAVE_CREATED:
+                _set_environment(
+                    run.environment_id,
+                    EnvironmentStatus.INCOMPLETE,
+                    f"Create {status} during {stage_reached}: resources may exist. Delete it, or retry.",
+                )
+            else:
+                _release_allocations(run.environment_id)
+                _set_environment(
+                    run.environment_id,
+                    EnvironmentStatus.FAILED,
+                    f"Create {status} before apply; nothing was created. {explanation}",
+                )
+        elif run.kind == RunKind.ROLLBACK:
+            _set_environment(
+                run.environment_id,
+                EnvironmentStatus.ROLLBACK_FAILED,
+                f"Rollback {status}: the state is kept and the resources in it still exist. {explanation}",
+            )
+        else:
+            _set_environment(
+                run.environment_id,
+                EnvironmentStatus.DELETE_FAILED,
+                f"Delete {status}: the state is kept; retry the delete. {explanation}",
+            )
+        _release_state_lock(run, reason=f"run #{run.pk} ended {status}")
+        _after_slot_freed(run.account_id)
+
+
+def succeed_destroy(run: Run, worker: str) -> None:
+    """A destroy or rollback emptied the state: release everything, keep the rows for audit."""
+    with transaction.atomic():
+        _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation="Destroyed; the state is empty.")
+        _release_allocations(run.environment_id)
+        Endpoint.objects.filter(environment_id=run.environment_id, released_at__isnull=True).update(
+            released_at=timezone.now()
+        )
+        if run.kind == RunKind.ROLLBACK:
+            _set_environment(
+                run.environment_id,
+                EnvironmentStatus.FAILED,
+                "Apply failed and everything it created was destroyed (rolled back).",
+            )
+        else:
+            _set_environment(
+                run.environment_id, EnvironmentStatus.DELETED, "Destroyed.", deleted_at=timezone.now()
+            )
+        _after_slot_freed(run.account_id)
+
+
+def interrupt_run(run_id: int, reason: str) -> bool:
+    """The worker vanished (lease expired): mark the run interrupted and free what it held.
+
+    Nothing is re-applied automatically; the environment shows what the user can do next.
+    Returns False when the run had already moved on (no-op).
+    """
+    with transaction.atomic():
+        run = Run.objects.filter(pk=run_id).first()
+        if run is None or run.status != RunStatus.RUNNING:
+            return False
+        try:
+            fail_run(
+                run,
+                None,
+                explanation=f"The worker stopped answering ({reason}); the run was interrupted. Nothing is re-applied automatically.",
+                status=RunStatus.INTERRUPTED,
+            )
+        except TransitionLost:
+            return False
+        _system_event(run_id, f"Interrupted: {reason}", "error")
+    return True
+
+
+# --- helpers shared by the transitions ----------------------------------------------------------
+
+
+def _release_allocations(environment_id: int) -> None:
+    CidrAllocation.objects.filter(environment_id=environment_id, released_at__isnull=True).update(
+        released_at=timezone.now()
+    )
+
+
+def _release_state_lock(run: Run, *, reason: str) -> None:
+    """Free a state lock a finished run still holds (Terraform normally unlocks itself)."""
+    lock = StateLock.objects.filter(environment_id=run.environment_id, run_id=run.pk).first()
+    if lock is None:
+        return
+    StateLockRelease.objects.create(
+        environment_id=run.environment_id, lock_id=lock.lock_id, info=lock.info, reason=reason
+    )
+    lock.delete()

@@ -1,0 +1,1 @@
+"""The Terraform `http` backend endpoint: /state/<environment id>/."""

