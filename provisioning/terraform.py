@@ -634,7 +634,7 @@ class _Supervision:
                     # releases the state lock; a second SIGINT would make it abort hard.
                     self.group.signal(signal.SIGINT)
                     interrupted_at = now
-            elif False:
+            elif not killed and now >= interrupted_at + self.grace_seconds:
                 self.group.kill()
                 killed = True
             if interrupted_at is None:

@@ -60,7 +60,7 @@ def assert_violates(constraint, create, *, sqlite_columns=None):
 
 @pytest.mark.parametrize("account_id", ["12345678901", "1234567890ab", "", "12345678901x"])
 def test_it_refuses_an_account_id_that_is_not_12_digits(account_id):
-    assert_integrity_error(lambda: SandboxAccount.objects.create(**_account_fields(account_id=account_id)))
+    assert_violates("account_id_is_12_digits", lambda: SandboxAccount.objects.create(**_account_fields(account_id=account_id)))
 
 
 def test_it_accepts_a_12_digit_account_id():
@@ -68,16 +68,16 @@ def test_it_accepts_a_12_digit_account_id():
 
 
 def test_it_refuses_zero_concurrent_runs_for_an_account():
-    assert_integrity_error(lambda: SandboxAccount.objects.create(**_account_fields(max_concurrent_runs=0)))
+    assert_violates("account_runs_at_least_one", lambda: SandboxAccount.objects.create(**_account_fields(max_concurrent_runs=0)))
 
 
 def test_it_refuses_an_unknown_account_kind():
-    assert_integrity_error(lambda: SandboxAccount.objects.create(**_account_fields(kind="gcp")))
+    assert_violates("account_kind_known", lambda: SandboxAccount.objects.create(**_account_fields(kind="gcp")))
 
 
 def test_it_refuses_a_second_account_with_the_same_account_id():
     make_account(account_id="111111111111")
-    assert_integrity_error(lambda: make_account(account_id="111111111111"))
+    assert_violates("account_id_key", lambda: make_account(account_id="111111111111"), sqlite_columns="portal_sandboxaccount.account_id")
 
 
 def test_it_asks_an_aws_account_for_a_role_of_its_own():
@@ -101,7 +101,11 @@ def test_it_asks_an_aws_account_for_a_role_of_its_own():
 def test_it_refuses_the_same_pool_twice_in_one_account():
     account = make_account()
     make_pool(account, "10.20.0.0/16")
-    assert_integrity_error(lambda: make_pool(account, "10.20.0.0/16"))
+    assert_violates(
+        "pool_cidr_unique_per_account",
+        lambda: make_pool(account, "10.20.0.0/16"),
+        sqlite_columns="portal_cidrpool.account_id, portal_cidrpool.cidr",
+    )
 
 
 def test_it_allows_the_same_pool_in_two_accounts():
@@ -111,7 +115,7 @@ def test_it_allows_the_same_pool_in_two_accounts():
 
 @pytest.mark.parametrize("prefix_length", [15, 29, 0])
 def test_it_refuses_a_block_size_out_of_range(prefix_length):
-    assert_integrity_error(lambda: make_pool(cidr="10.0.0.0/8", prefix_length=prefix_length))
+    assert_violates("pool_prefix_length_in_range", lambda: make_pool(cidr="10.0.0.0/8", prefix_length=prefix_length))
 
 
 @pytest.mark.parametrize("prefix_length", [16, 28])
@@ -141,7 +145,11 @@ def test_it_explains_an_invalid_or_overlapping_pool():
 def test_it_refuses_two_live_environments_with_one_name_in_a_product():
     product = make_product()
     make_environment(product, name="dev")
-    assert_integrity_error(lambda: make_environment(product, name="dev"))
+    assert_violates(
+        "environment_name_unique_per_product",
+        lambda: make_environment(product, name="dev"),
+        sqlite_columns="portal_environment.product_id, portal_environment.name",
+    )
 
 
 def test_it_allows_the_name_of_a_deleted_environment_again():
@@ -158,9 +166,11 @@ def test_it_allows_one_name_in_two_products():
 
 
 def test_it_refuses_an_unknown_environment_status():
-    assert_integrity_error(lambda: make_environment(status="exploded"))
+    assert_violates("environment_status_known", lambda: make_environment(status="exploded"))
     environment = make_environment()
-    assert_integrity_error(lambda: Environment.objects.filter(pk=environment.pk).update(status="exploded"))
+    assert_violates(
+        "environment_status_known", lambda: Environment.objects.filter(pk=environment.pk).update(status="exploded")
+    )
 
 
 # --- CidrAllocation ---------------------------------------------------------------------------
@@ -169,8 +179,10 @@ def test_it_refuses_an_unknown_environment_status():
 def test_it_refuses_to_hand_out_one_block_twice():
     pool = make_pool(cidr="10.50.0.0/16")
     make_allocation(make_environment(account=pool.account), pool=pool, cidr="10.50.1.0/24")
-    assert_integrity_error(
-        lambda: make_allocation(make_environment(account=pool.account), pool=pool, cidr="10.50.1.0/24")
+    assert_violates(
+        "cidr_held_once",
+        lambda: make_allocation(make_environment(account=pool.account), pool=pool, cidr="10.50.1.0/24"),
+        sqlite_columns="portal_cidrallocation.pool_id, portal_cidrallocation.cidr",
     )
 
 
@@ -193,7 +205,9 @@ def test_it_allows_one_block_in_two_pools():
 
 def test_it_refuses_one_fqdn_for_two_live_endpoints():
     make_endpoint(fqdn="app.sandbox.test")
-    assert_integrity_error(lambda: make_endpoint(fqdn="app.sandbox.test"))
+    assert_violates(
+        "endpoint_fqdn_unique", lambda: make_endpoint(fqdn="app.sandbox.test"), sqlite_columns="portal_endpoint.fqdn"
+    )
 
 
 def test_it_allows_the_fqdn_of_a_released_endpoint_again():
@@ -210,7 +224,11 @@ def test_it_allows_the_fqdn_of_a_released_endpoint_again():
 def test_it_refuses_a_second_unfinished_run_of_an_environment(first, second):
     environment = make_environment()
     make_run(environment, status=first)
-    assert_integrity_error(lambda: make_run(environment, status=second))
+    assert_violates(
+        "one_unfinished_run_per_environment",
+        lambda: make_run(environment, status=second),
+        sqlite_columns="portal_run.environment_id",
+    )
 
 
 def test_it_allows_a_new_run_next_to_finished_ones():
@@ -223,15 +241,17 @@ def test_it_allows_a_new_run_next_to_finished_ones():
 
 
 def test_it_refuses_an_unknown_run_status():
-    assert_integrity_error(lambda: make_run(status="exploded"))
+    assert_violates("run_status_known", lambda: make_run(status="exploded"))
     run = make_run()
-    assert_integrity_error(lambda: Run.objects.filter(pk=run.pk).update(status="exploded"))
+    assert_violates("run_status_known", lambda: Run.objects.filter(pk=run.pk).update(status="exploded"))
 
 
 def test_it_refuses_two_events_with_one_seq_in_a_run():
     run = make_run()
     make_run_event(run, seq=1)
-    assert_integrity_error(lambda: make_run_event(run, seq=1))
+    assert_violates(
+        "run_event_seq_unique", lambda: make_run_event(run, seq=1), sqlite_columns="portal_runevent.run_id, portal_runevent.seq"
+    )
     make_run_event(make_run(), seq=1)
     assert RunEvent.objects.filter(seq=1).count() == 2
 
