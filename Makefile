@@ -55,7 +55,7 @@ seed: install ## create the demo departments, accounts, products and logins (ide
 test: install ## run all tests (exit code 5 = no tests collected is an error too)
 	@echo "pytest: DATABASE_URL=$${DATABASE_URL:-<SQLite under var/test>} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-<filesystem under var/test>}"
 	@rc=0; \
-	PORTAL_VAR_DIR="$(TEST_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" \
+	PORTAL_VAR_DIR="$(TEST_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" PORTAL_TEST_FAST_HASHER=1 \
 	  $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure" >&2; fi; \
 	exit $$rc

@@ -332,7 +332,8 @@ def _check_schema(checker: _Checker, schema: dict) -> None:
     for error in _validator(schema).iter_errors(defaults):
         if error.path:
             name = str(error.path[0])
-            checker.add(PATTERN_FILE, f"parameters.properties.{name}.default", _human_message(error, nested=list(error.path)[1:]))
+            message = _human_message(error, nested=list(error.path)[1:])
+            checker.add(PATTERN_FILE, f"parameters.properties.{name}.default", message)
 
 
 def _sample_parameters(checker: _Checker, schema: dict) -> dict | None:
@@ -634,6 +635,9 @@ def _human_message(error: jsonschema.ValidationError, nested: list) -> str:
         message = "unknown key" + ("s " if len(extra) > 1 else " ") + ", ".join(_show(key) for key in extra)
     else:
         message = error.message
+    if "propertyNames" in error.schema_path:
+        # The key itself is wrong (not its value): say which key.
+        message = f"key {_show(error.instance)}: {message}"
     if nested:
         # e.g. tags -> '"owner": must be at most 256 characters long'
         message = ".".join(_show(part) if isinstance(part, str) else f"[{part}]" for part in nested) + ": " + message

@@ -315,8 +315,9 @@ def parse_workspace(files: Mapping[str, str]) -> None:
                 # RuntimeError and friends from its transformer; whatever the type, the file
                 # is not something we can vouch for, so it must stop here with its name.
                 line = getattr(exc, "line", None)
+                line = line if isinstance(line, int) else None
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise RenderError(name, f"does not parse as HCL: {message}", line if isinstance(line, int) else None) from exc
+                raise RenderError(name, f"does not parse as HCL: {message}", line) from exc
         elif name.endswith(".tf.json"):
             try:
                 json.loads(content)

@@ -22,7 +22,9 @@ and the broker is Redis, and both answer. Child logs: `<PORTAL_VAR_DIR>/logs/`.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,6 +44,9 @@ from tests.processes import (
 )
 
 PROCESS_FIXTURES = {"web_server", "celery_worker"}
+_CONFIGURED_DB_NAME = pytest.StashKey[str]()
+_VAR_DIR_LOCK = pytest.StashKey[object]()
+VAR_DIR_LOCK_WAIT_SECONDS = 30 * 60
 
 
 # --- session checks and markers -------------------------------------------------------------
@@ -93,10 +98,69 @@ def _real_service_problems() -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Whatever starts real processes is `slow`, whether or not its author said so."""
+    """Whatever starts real processes is `slow`, and gets the test database (transactional)
+    even if it asked for no database: pytest-django creates the test database only when a
+    collected test needs it, and the children must never fall back to the configured one."""
     for item in items:
-        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if PROCESS_FIXTURES & names:
             item.add_marker(pytest.mark.slow)
+            if not item.get_closest_marker("django_db") and not {"db", "transactional_db"} & names:
+                item.add_marker(pytest.mark.django_db(transaction=True))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """One database-using session per PORTAL_VAR_DIR at a time.
+
+    Two sessions on the same var dir would share the SQLite test file (or the PostgreSQL test
+    database name), the broker queue and the children's log/pid files: each would delete the
+    other's database and steal its tasks. The second session waits here, before any test
+    (and its timeout) starts. The lock is an flock, so a killed session never leaves it held.
+    """
+    if any(_needs_database(item) for item in session.items):
+        session.config.stash[_VAR_DIR_LOCK] = _lock_var_dir(session.config)
+
+
+def _needs_database(item: pytest.Item) -> bool:
+    from django.test import TransactionTestCase
+
+    if item.get_closest_marker("django_db"):
+        return True
+    if {"db", "transactional_db", "live_server", "django_db_setup"} & set(getattr(item, "fixturenames", ())):
+        return True
+    cls = getattr(item, "cls", None)
+    return bool(cls and issubclass(cls, TransactionTestCase))
+
+
+def _lock_var_dir(config: pytest.Config):
+    from django.conf import settings
+
+    var_dir = Path(settings.VAR_DIR).resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(var_dir / ".pytest-session.lock", "a+")  # noqa: SIM115 (held for the session)
+    deadline = time.monotonic() + VAR_DIR_LOCK_WAIT_SECONDS
+    announced = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if not announced:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                reporter = config.pluginmanager.get_plugin("terminalreporter")
+                message = f"waiting for another test session using {var_dir} ({holder}) to finish"
+                reporter.write_line(message) if reporter else print(message)
+                announced = True
+            if time.monotonic() > deadline:
+                pytest.exit(f"{var_dir} stayed locked by another test session for "
+                            f"{VAR_DIR_LOCK_WAIT_SECONDS}s", returncode=pytest.ExitCode.INTERRUPTED)
+            time.sleep(0.5)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n")
+    handle.flush()
+    return handle
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -121,6 +185,7 @@ def django_db_modify_db_settings(request, django_db_modify_db_settings_parallel_
     from django.conf import settings
 
     db = settings.DATABASES["default"]
+    request.config.stash[_CONFIGURED_DB_NAME] = str(db["NAME"])
     if not db["ENGINE"].endswith("sqlite3"):
         yield
         return
@@ -154,7 +219,7 @@ def process_log_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def portal_env(django_db_setup) -> dict[str, str]:
+def portal_env(request, django_db_setup) -> dict[str, str]:
     """The environment of every child: built explicitly, nothing inherited but PATH/HOME/locale.
 
     Same test database (DATABASE_URL built from the live connection after the test DB was
@@ -164,6 +229,11 @@ def portal_env(django_db_setup) -> dict[str, str]:
     """
     from django.conf import settings
     from django.db import connection
+
+    configured = request.config.stash.get(_CONFIGURED_DB_NAME, None)
+    if str(connection.settings_dict["NAME"]) == configured:
+        pytest.fail(f"the test database was not created (still {configured!r}); children must "
+                    "never run against the configured database", pytrace=False)
 
     env = {name: os.environ[name] for name in PASSTHROUGH_ENV if name in os.environ}
     env.update({name: os.environ[name] for name in settings_env_names() if name in os.environ})

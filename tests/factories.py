@@ -10,12 +10,14 @@ and environment.
     run = make_run(make_environment(status="ready"), kind="destroy")
 """
 
+import functools
 import hashlib
 import itertools
 import json
 import uuid
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
 from portal.models import (
@@ -47,13 +49,18 @@ def _next() -> int:
     return next(_numbers)
 
 
+@functools.cache
+def _password_hash(password: str) -> str:
+    # Hashing is slow on purpose (PBKDF2); tests make many users, so hash each password once.
+    return make_password(password)
+
+
 def make_user(username=None, *, password=DEFAULT_PASSWORD, departments=(), **fields):
     """A user (not staff unless `is_staff=True`) who may log in with `password`,
     member of each department in `departments`."""
-    User = get_user_model()
     username = username or f"user{_next()}"
     fields.setdefault("email", f"{username}@example.test")
-    user = User.objects.create_user(username=username, password=password, **fields)
+    user = get_user_model().objects.create(username=username, password=_password_hash(password), **fields)
     for department in departments:
         department.members.add(user)
     return user
@@ -61,10 +68,7 @@ def make_user(username=None, *, password=DEFAULT_PASSWORD, departments=(), **fie
 
 def make_superuser(username=None, *, password=DEFAULT_PASSWORD, **fields):
     """A superuser (staff, every permission): the admin's user in admin tests."""
-    User = get_user_model()
-    username = username or f"admin{_next()}"
-    fields.setdefault("email", f"{username}@example.test")
-    return User.objects.create_superuser(username=username, password=password, **fields)
+    return make_user(username or f"admin{_next()}", password=password, is_staff=True, is_superuser=True, **fields)
 
 
 def make_department(slug=None, *, name=None, members=()):

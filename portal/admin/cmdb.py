@@ -6,6 +6,7 @@ import ipaddress
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
 from django.contrib.admin.utils import unquote
+from django.db import models
 from django.db.models import Count, ProtectedError, Q
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -267,8 +268,13 @@ class ProductAdmin(admin.ModelAdmin):
 # --- Environments (written by the engine: read-only) -----------------------------------------
 
 
+# Silences Django 5.2's "default scheme will change" warning; endpoints are HTTPS anyway.
+URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
+
+
 class EndpointInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = Endpoint
+    formfield_overrides = URL_FIELDS
     fields = ["fqdn", "url", "kind", "created_at", "released_at"]
     readonly_fields = fields
     ordering = ["released_at", "fqdn"]
@@ -383,6 +389,7 @@ class EnvironmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class EndpointAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Who owns this FQDN? Written after apply, released on delete."""
 
+    formfield_overrides = URL_FIELDS
     list_display = ["fqdn", "url", "kind", "environment", "created_at", "released_at"]
     list_filter = [("released_at", admin.EmptyFieldListFilter), "kind"]
     search_fields = ["fqdn", "url", "environment__name", "environment__product__slug"]

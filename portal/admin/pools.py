@@ -82,9 +82,12 @@ class CidrPoolInlineFormSet(forms.BaseInlineFormSet):
     the saved pools; only the unsaved siblings are left to compare here."""
 
     def clean(self):
-        super().clean()
         self._check_submitted_pools_do_not_overlap()
+        # Before super().clean(): its unique check validates the deleted forms too, where the
+        # admin's own protection raises "would require deleting the following protected
+        # related objects: cidr allocation 10.20.0.0/24, ..." and ends the clean first.
         self._check_deleted_pools_have_no_allocations()
+        super().clean()
 
     def _check_submitted_pools_do_not_overlap(self):
         seen: list[ipaddress.IPv4Network] = []

@@ -31,6 +31,7 @@ from tests.factories import (
     make_state_lock,
     make_state_lock_release,
     make_state_version,
+    make_superuser,
     make_user,
 )
 
@@ -39,6 +40,18 @@ pytestmark = pytest.mark.django_db
 REGISTERED = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label)
 REGISTERED_IDS = [model._meta.label for model, _ in REGISTERED]
 ENGINE_MODELS = [Environment, Run, Endpoint, CidrAllocation, StateVersion, StateLock, StateLockRelease]
+
+
+@pytest.fixture
+def admin_user(db):
+    """A superuser (replaces pytest-django's, which pays for a password hash in every test)."""
+    return make_superuser()
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
 
 
 def _url(model, view, *args):

@@ -150,44 +150,184 @@ def _require_app_name_without_default(folder):
 
 
 BROKEN = [
-    # (id, break it, file, field, message fragment)
-    ("bad yaml", _edit("pattern.yaml", "cloud: none", "cloud: [none"), "pattern.yaml", "", "invalid YAML"),
-    ("duplicate yaml key", _edit("pattern.yaml", "cloud: none", "cloud: none\ncloud: aws"), "pattern.yaml", "", "duplicate key 'cloud'"),
-    ("yaml is a list", _rewrite("pattern.yaml", "- name: x\n"), "pattern.yaml", "", "must be a YAML mapping"),
-    ("missing pattern.yaml", _delete("pattern.yaml"), "pattern.yaml", "", "file is missing"),
-    ("missing key", _edit("pattern.yaml", "expected_duration_seconds: 30\n", ""), "pattern.yaml", "expected_duration_seconds", "is required"),
-    ("missing description", _edit("pattern.yaml", "description: >-", "summary: >-"), "pattern.yaml", "description", "is required"),
-    ("unknown key", _edit("pattern.yaml", "cloud: none", "cloud: none\nexpected_duration: 5"), "pattern.yaml", "expected_duration", "unknown key"),
-    ("version is a number", _edit("pattern.yaml", 'version: "1.0.0"', "version: 1.0"), "pattern.yaml", "version", "must be a string"),
-    ("unknown cloud", _edit("pattern.yaml", "cloud: none", "cloud: gcp"), "pattern.yaml", "cloud", "must be one of aws, none"),
-    ("duration not an integer", _edit("pattern.yaml", "expected_duration_seconds: 30", "expected_duration_seconds: soon"), "pattern.yaml", "expected_duration_seconds", "must be an integer"),
-    ("endpoints not a list", _edit("pattern.yaml", "endpoints:\n  - output: app_fqdn\n    kind: app\n    url_output: app_url\n", "endpoints: app_fqdn\n"), "pattern.yaml", "endpoints", "must be a list"),
-    ("endpoint without kind", _edit("pattern.yaml", "    kind: app\n", ""), "pattern.yaml", "endpoints.0.kind", "is required"),
-    ("endpoint output not declared", _edit("pattern.yaml", "output: app_fqdn", "output: app_hostname"), "pattern.yaml", "endpoints.0.output", 'output "app_hostname" is not declared'),
-    ("endpoint url_output not declared", _edit("pattern.yaml", "url_output: app_url", "url_output: url"), "pattern.yaml", "endpoints.0.url_output", 'output "url" is not declared'),
-    ("parameters not an object schema", _edit("pattern.yaml", "parameters:\n  type: object", "parameters:\n  type: array"), "pattern.yaml", "parameters.type", "must be 'object'"),
-    ("parameters not a valid schema", _edit("pattern.yaml", "      type: integer\n      title: CPU units", "      type: int\n      title: CPU units"), "pattern.yaml", "parameters.properties.cpu.type", "not a valid JSON Schema"),
-    ("parameters open to extra keys", _edit("pattern.yaml", "  additionalProperties: false\n  properties:", "  properties:"), "pattern.yaml", "parameters.additionalProperties", "must be false"),
-    ("property without description", _edit("pattern.yaml", "      description: Fargate CPU units of one task (1024 = one vCPU).\n", ""), "pattern.yaml", "parameters.properties.cpu.description", "is required"),
-    ("property without type", _edit("pattern.yaml", "      type: integer\n      title: CPU units\n", "      title: CPU units\n"), "pattern.yaml", "parameters.properties.cpu.type", "is required"),
-    ("property name not snake_case", _edit("pattern.yaml", "    app_name:\n", "    App-Name:\n"), "pattern.yaml", "parameters.properties.App-Name", "snake_case"),
-    ("required name not declared", _edit("pattern.yaml", "  additionalProperties: false\n", "  additionalProperties: false\n  required: [colour]\n"), "pattern.yaml", "parameters.required", "'colour' is not a declared property"),
-    ("default out of range", _edit("pattern.yaml", "      maximum: 600\n      default: 0", "      maximum: 600\n      default: 601"), "pattern.yaml", "parameters.properties.delay_seconds.default", "must be at most 600"),
-    ("default breaks its pattern", _edit("pattern.yaml", "      default: app\n", "      default: App\n"), "pattern.yaml", "parameters.properties.app_name.default", "must match the pattern"),
-    ("default not in enum", _edit("pattern.yaml", "      default: 256", "      default: 300"), "pattern.yaml", "parameters.properties.cpu.default", "must be one of: 256, 512, 1024"),
-    ("required without default or example", _require_app_name_without_default, "pattern.yaml", "parameters.properties.app_name", "needs `examples`"),
-    ("missing template", _delete("locals.tf.j2"), "locals.tf.j2", "", "file is missing"),
-    ("jinja syntax error", _edit("locals.tf.j2", "  cpu             = {{ params.cpu }}", "  cpu             = {{ params.cpu }\n"), "locals.tf.j2", "", "template syntax error"),
-    ("unclosed jinja block", _edit("locals.tf.j2", "locals {", "{% if true %}\nlocals {"), "locals.tf.j2", "", "template syntax error"),
-    ("undefined template variable", _edit("locals.tf.j2", "params.note", "params.notes"), "locals.tf.j2", "", "undefined variable"),
-    ("rendered hcl does not parse", _edit("locals.tf.j2", "  fail_on_destroy = {{ params.fail_on_destroy }}\n}\n", "  fail_on_destroy = {{ params.fail_on_destroy }}\n"), "locals.tf.j2", "", "does not parse"),
-    ("interpolation inside quotes", _edit("locals.tf.j2", "= {{ params.note }}", '= "{{ params.note }}"'), "locals.tf.j2", "", "does not parse"),
-    ("template declares a resource", _edit("locals.tf.j2", "locals {", 'resource "terraform_data" "x" {\n}\nlocals {'), "locals.tf.j2", "", "only contain locals"),
-    ("no static tf file", _delete("main.tf", "outputs.tf", "versions.tf"), "", "", "no static .tf file"),
-    ("static file does not parse", _edit("main.tf", "locals {", "locals {{"), "main.tf", "", "does not parse"),
-    ("static locals.tf", _rewrite("locals.tf", "locals {\n}\n"), "locals.tf", "", "must not exist"),
+    # break it, file, field, message fragment
+    pytest.param(
+        _edit("pattern.yaml", "cloud: none", "cloud: [none"),
+        "pattern.yaml", "", "invalid YAML",
+        id="bad yaml",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "cloud: none", "cloud: none\ncloud: aws"),
+        "pattern.yaml", "", "duplicate key 'cloud'",
+        id="duplicate yaml key",
+    ),
+    pytest.param(
+        _rewrite("pattern.yaml", "- name: x\n"),
+        "pattern.yaml", "", "must be a YAML mapping",
+        id="yaml is a list",
+    ),
+    pytest.param(
+        _delete("pattern.yaml"),
+        "pattern.yaml", "", "file is missing",
+        id="missing pattern.yaml",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "expected_duration_seconds: 30\n", ""),
+        "pattern.yaml", "expected_duration_seconds", "is required",
+        id="missing key",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "description: >-", "summary: >-"),
+        "pattern.yaml", "description", "is required",
+        id="missing description",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "cloud: none", "cloud: none\nexpected_duration: 5"),
+        "pattern.yaml", "expected_duration", "unknown key",
+        id="unknown key",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", 'version: "1.0.0"', "version: 1.0"),
+        "pattern.yaml", "version", "must be a string",
+        id="version is a number",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "cloud: none", "cloud: gcp"),
+        "pattern.yaml", "cloud", "must be one of aws, none",
+        id="unknown cloud",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "expected_duration_seconds: 30", "expected_duration_seconds: soon"),
+        "pattern.yaml", "expected_duration_seconds", "must be an integer",
+        id="duration not an integer",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "endpoints:\n  - output: app_fqdn\n    kind: app\n    url_output: app_url\n", "endpoints: app_fqdn\n"),
+        "pattern.yaml", "endpoints", "must be a list",
+        id="endpoints not a list",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "    kind: app\n", ""),
+        "pattern.yaml", "endpoints.0.kind", "is required",
+        id="endpoint without kind",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "output: app_fqdn", "output: app_hostname"),
+        "pattern.yaml", "endpoints.0.output", 'output "app_hostname" is not declared',
+        id="endpoint output not declared",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "url_output: app_url", "url_output: url"),
+        "pattern.yaml", "endpoints.0.url_output", 'output "url" is not declared',
+        id="endpoint url_output not declared",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "parameters:\n  type: object", "parameters:\n  type: array"),
+        "pattern.yaml", "parameters.type", "must be 'object'",
+        id="parameters not an object schema",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "      type: integer\n      title: CPU units", "      type: int\n      title: CPU units"),
+        "pattern.yaml", "parameters.properties.cpu.type", "not a valid JSON Schema",
+        id="parameters not a valid schema",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "  additionalProperties: false\n  properties:", "  properties:"),
+        "pattern.yaml", "parameters.additionalProperties", "must be false",
+        id="parameters open to extra keys",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "      description: Fargate CPU units of one task (1024 = one vCPU).\n", ""),
+        "pattern.yaml", "parameters.properties.cpu.description", "is required",
+        id="property without description",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "      type: integer\n      title: CPU units\n", "      title: CPU units\n"),
+        "pattern.yaml", "parameters.properties.cpu.type", "is required",
+        id="property without type",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "    app_name:\n", "    App-Name:\n"),
+        "pattern.yaml", "parameters.properties.App-Name", "snake_case",
+        id="property name not snake_case",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "  additionalProperties: false\n", "  additionalProperties: false\n  required: [colour]\n"),
+        "pattern.yaml", "parameters.required", "'colour' is not a declared property",
+        id="required name not declared",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "      maximum: 600\n      default: 0", "      maximum: 600\n      default: 601"),
+        "pattern.yaml", "parameters.properties.delay_seconds.default", "must be at most 600",
+        id="default out of range",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "      default: app\n", "      default: App\n"),
+        "pattern.yaml", "parameters.properties.app_name.default", "must match the pattern",
+        id="default breaks its pattern",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", "      default: 256", "      default: 300"),
+        "pattern.yaml", "parameters.properties.cpu.default", "must be one of: 256, 512, 1024",
+        id="default not in enum",
+    ),
+    pytest.param(
+        _require_app_name_without_default,
+        "pattern.yaml", "parameters.properties.app_name", "needs `examples`",
+        id="required without default or example",
+    ),
+    pytest.param(
+        _delete("locals.tf.j2"),
+        "locals.tf.j2", "", "file is missing",
+        id="missing template",
+    ),
+    pytest.param(
+        _edit("locals.tf.j2", "  cpu             = {{ params.cpu }}", "  cpu             = {{ params.cpu }\n"),
+        "locals.tf.j2", "", "template syntax error",
+        id="jinja syntax error",
+    ),
+    pytest.param(
+        _edit("locals.tf.j2", "locals {", "{% if true %}\nlocals {"),
+        "locals.tf.j2", "", "template syntax error",
+        id="unclosed jinja block",
+    ),
+    pytest.param(
+        _edit("locals.tf.j2", "params.note", "params.notes"),
+        "locals.tf.j2", "", "undefined variable",
+        id="undefined template variable",
+    ),
+    pytest.param(
+        _edit("locals.tf.j2", "{{ params.fail_on_destroy }}\n}\n", "{{ params.fail_on_destroy }}\n"),  # no closing brace
+        "locals.tf.j2", "", "does not parse",
+        id="rendered hcl does not parse",
+    ),
+    pytest.param(
+        _edit("locals.tf.j2", "= {{ params.note }}", '= "{{ params.note }}"'),
+        "locals.tf.j2", "", "does not parse",
+        id="interpolation inside quotes",
+    ),
+    pytest.param(
+        _edit("locals.tf.j2", "locals {", 'resource "terraform_data" "x" {\n}\nlocals {'),
+        "locals.tf.j2", "", "only contain locals",
+        id="template declares a resource",
+    ),
+    pytest.param(
+        _delete("main.tf", "outputs.tf", "versions.tf"),
+        "", "", "no static .tf file",
+        id="no static tf file",
+    ),
+    pytest.param(
+        _edit("main.tf", "locals {", "locals {{"),
+        "main.tf", "", "does not parse",
+        id="static file does not parse",
+    ),
+    pytest.param(
+        _rewrite("locals.tf", "locals {\n}\n"),
+        "locals.tf", "", "must not exist",
+        id="static locals.tf",
+    ),
 ]
-@pytest.mark.parametrize(("break_it", "file_name", "field", "fragment"), [case[1:] for case in BROKEN], ids=[case[0] for case in BROKEN])
+@pytest.mark.parametrize(("break_it", "file_name", "field", "fragment"), BROKEN)
 def test_it_names_the_file_and_field_of_a_broken_pattern(tmp_path, monkeypatch, break_it, file_name, field, fragment):
     folder = copy_demo(tmp_path)
     break_it(folder)
@@ -261,13 +401,20 @@ def test_it_applies_defaults_and_returns_the_complete_dict(demo):
         ({"desired_count": 5}, {"desired_count": "must be at most 4"}),
         ({"desired_count": True}, {"desired_count": "must be an integer"}),
         ({"cpu": 300}, {"cpu": "must be one of: 256, 512, 1024"}),
-        ({"fail_on": "everything"}, {"fail_on": 'must be one of: "", "network", "load_balancer", "listener_rule", "image_repository", "service", "database", "dns_record"'}),
+        (
+            {"fail_on": "everything"},
+            {
+                "fail_on": 'must be one of: "", "network", "load_balancer", "listener_rule", '
+                '"image_repository", "service", "database", "dns_record"'
+            },
+        ),
         ({"app_name": "App"}, {"app_name": "must match the pattern ^[a-z][a-z0-9-]{0,30}$"}),
         ({"app_name": None}, {"app_name": "must be a string"}),
         ({"note": "x" * 4097}, {"note": "must be at most 4096 characters long"}),
         ({"tags": {"team": 1}}, {"tags": '"team": must be a string'}),
         ({"tags": {"team": "x" * 257}}, {"tags": '"team": must be at most 256 characters long'}),
         ({"tags": ["team"]}, {"tags": "must be an object"}),
+        ({"tags": {"k" * 129: "v"}}, {"tags": f'key "{"k" * 129}": must be at most 128 characters long'}),
         ({"colour": "red", "size": 1}, {"colour": "unknown parameter", "size": "unknown parameter"}),
     ],
 )

