@@ -25,7 +25,6 @@ from provisioning.terraform import (
     TerraformEvent,
     TerraformRunner,
     TerraformSettings,
-    plan_summary,
 )
 
 FQDN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
@@ -58,18 +57,28 @@ class Outcome:
         return self.status == "succeeded"
 
 
-class _Progress:
-    """Counts resources done against resources planned from Terraform's -json stream."""
+class _Observer:
+    """Reads Terraform's -json stream as it passes: resources done / planned, the plan's
+    resource list and the applied outputs.
+
+    Reading these from the stream (rather than running `show -json` and `output -json`
+    afterwards) keeps a create at exactly the three Terraform processes a person would run:
+    init, plan, apply.
+    """
 
     def __init__(self, sink: Sink):
         self.sink = sink
         self.planned = 0
         self.done = 0
+        self.planned_changes: list[dict] = []
+        self.outputs: dict[str, dict] | None = None
 
     def __call__(self, event: TerraformEvent) -> None:
         data = event.data or {}
         kind = data.get("type")
-        if kind == "change_summary" and (data.get("changes") or {}).get("operation") == "plan":
+        if kind == "planned_change":
+            self.planned_changes.append(data.get("change") or {})
+        elif kind == "change_summary" and (data.get("changes") or {}).get("operation") == "plan":
             changes = data["changes"]
             # `apply -destroy` announces its plan in the stream; a saved plan was counted earlier.
             if not self.planned:
@@ -78,7 +87,46 @@ class _Progress:
         elif kind == "apply_complete":
             self.done += 1
             self.sink.progress(self.done, max(self.planned, self.done))
+        elif kind == "outputs":
+            outputs = data.get("outputs") or {}
+            # The plan's `outputs` message carries actions; the apply's carries values.
+            if not any("action" in o for o in outputs.values()):
+                self.outputs = outputs
         self.sink.event(event)
+
+    def plan_summary(self) -> dict:
+        """Counts and resources of the plan, as Terraform's own "Plan:" line counts them."""
+        counts = {"add": 0, "change": 0, "destroy": 0, "replace": 0}
+        resources = []
+        for change in self.planned_changes:
+            action = change.get("action", "")
+            resource = change.get("resource") or {}
+            if action in ("create", "replace"):
+                counts["add"] += 1
+            if action in ("delete", "replace"):
+                counts["destroy"] += 1
+            if action == "update":
+                counts["change"] += 1
+            if action == "replace":
+                counts["replace"] += 1
+            if action in ("create", "update", "delete", "replace"):
+                resources.append(
+                    {
+                        "address": resource.get("addr", ""),
+                        "type": resource.get("resource_type", ""),
+                        "name": resource.get("resource_name", ""),
+                        "module": resource.get("module") or None,
+                        "actions": [action],
+                    }
+                )
+        resources.sort(key=lambda r: r["address"])
+        return {**counts, "resources": resources}
+
+    def output_values(self) -> dict | None:
+        """Applied output values (sensitive ones are never kept), or None if not seen."""
+        if self.outputs is None:
+            return None
+        return {name: o["value"] for name, o in self.outputs.items() if "value" in o}
 
 
 class Pipeline:
@@ -101,9 +149,9 @@ class Pipeline:
         self.sink = sink
         self.cancel = cancel
         self.step_timeout = step_timeout
-        self.progress = _Progress(sink)
+        self.observer = _Observer(sink)
         self.runner = TerraformRunner(
-            settings, self.workdir, env, redactor=redactor, on_event=self.progress, cancel=cancel
+            settings, self.workdir, env, redactor=redactor, on_event=self.observer, cancel=cancel
         )
         self.current = "render"
 
@@ -153,10 +201,11 @@ class Pipeline:
         plan = self._step("plan", lambda: self.runner.plan(self.step_timeout))
         if stopped := self._stopped(plan, "plan"):
             return stopped
-        summary = plan_summary(self.runner.show_plan())
+        summary = self.observer.plan_summary()
         self.sink.plan_summary(summary)
-        self.progress.planned = summary["add"] + summary["change"] + summary["destroy"] + summary["replace"]
-        self.sink.progress(0, self.progress.planned)
+        # A replacement is two completions (delete + create), counted in add and in destroy.
+        self.observer.planned = summary["add"] + summary["change"] + summary["destroy"]
+        self.sink.progress(0, self.observer.planned)
         if self.cancel.is_set():
             return Outcome("cancelled", "plan", "Cancelled after plan; nothing was applied.")
         apply = self._step("apply", lambda: self.runner.apply(self.step_timeout))
@@ -165,7 +214,9 @@ class Pipeline:
             return stopped
         self._stage("outputs")
         try:
-            outputs = self.runner.outputs()
+            outputs = self.observer.output_values()
+            if outputs is None or any(spec.output not in outputs for spec in endpoints):
+                outputs = self.runner.outputs()  # not in the stream (e.g. an older Terraform)
             found = endpoints_from_outputs(outputs, endpoints)
         except (TerraformError, ValueError) as exc:
             return Outcome("failed", "outputs", f"Reading the outputs failed: {exc}", apply_failed=True)

@@ -108,7 +108,7 @@ def _string_literal(text: str) -> str:
     out: list[str] = ['"']
     # Iterate characters of a plain `str`: str subclasses such as markupsafe.Markup escape
     # the arguments of their own methods, which would corrupt the result.
-    chars = str.__str__(text) if isinstance(text, str) else text
+    chars = str.__str__(text)
     length = len(chars)
     for index, char in enumerate(chars):
         if char in "$%" and index + 1 < length and chars[index + 1] == "{":

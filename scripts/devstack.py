@@ -3,8 +3,8 @@
 
 `make run` calls this after migrate + seed_demo. Every output line is prefixed with the
 process name. One Ctrl-C (SIGINT) or SIGTERM stops all three: each child runs in its own
-process group, gets SIGTERM, and is SIGKILLed if it is still there after STOP_GRACE seconds
-(a second Ctrl-C kills at once). If any child dies on its own, the others are stopped and
+process group; its main process gets SIGTERM, and the group is SIGKILLed if it is still
+there after STOP_GRACE seconds (a second Ctrl-C kills at once). If any child dies on its own, the others are stopped and
 this script exits non-zero, so a half-started stack never looks healthy.
 
 Configuration comes from the environment like the portal's own (see `.env.example`); PORT
@@ -92,6 +92,12 @@ class Child:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def signal_leader(self, sig: int) -> None:
+        try:
+            os.kill(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def signal_group(self, sig: int) -> None:
         try:
@@ -197,16 +203,27 @@ def main() -> int:
 
 
 def stop_all(children: list[Child], signals_seen: list[int]) -> int:
-    """SIGTERM every group, wait up to STOP_GRACE (a further signal cuts it short), then SIGKILL."""
+    """SIGTERM each child, wait up to STOP_GRACE (a further signal cuts it short), then SIGKILL
+    its whole process group.
+
+    SIGTERM goes to the group leader only (gunicorn master, Celery main process): each stops
+    its own workers in order - a Celery warm shutdown lets the prefork pool finish its task,
+    while a SIGTERM sent to the pool processes directly would kill them mid-task. SIGKILL
+    goes to the group so nothing survives its parent.
+    """
     for child in children:
         if child.alive():
-            child.signal_group(signal.SIGTERM)
+            child.signal_leader(signal.SIGTERM)
     seen_before = len(signals_seen)
-    deadline = time.monotonic() + STOP_GRACE
-    while any(c.alive() for c in children) and time.monotonic() < deadline:
+    started = time.monotonic()
+    running = [c for c in children if c.alive()]
+    while running and time.monotonic() < started + STOP_GRACE:
         if len(signals_seen) > seen_before:  # another Ctrl-C: do not wait
             break
         time.sleep(0.1)
+        for child in [c for c in running if not c.alive()]:
+            say("devstack", f"{child.name} stopped after {time.monotonic() - started:.1f}s (exit code {child.proc.returncode})")
+            running.remove(child)
     killed = False
     for child in children:
         if child.alive():

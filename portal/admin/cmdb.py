@@ -7,7 +7,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
 from django.contrib.admin.utils import unquote
 from django.db import models
-from django.db.models import Count, ProtectedError, Q
+from django.db.models import Count, IntegerField, OuterRef, ProtectedError, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -44,6 +45,14 @@ def _changelist_link(model, count: int, **filters):
     return format_html('<a href="{}?{}">{}</a>', url, query, count)
 
 
+def _count(queryset, fk: str):
+    """The number of rows of `queryset` whose `fk` points at the outer row, as a subquery."""
+    counted = (
+        queryset.filter(**{fk: OuterRef("pk")}).order_by().values(fk).annotate(n=Count("pk")).values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
 # --- Departments ----------------------------------------------------------------------------
 
 
@@ -56,13 +65,14 @@ class DepartmentAdmin(admin.ModelAdmin):
     filter_horizontal = ["members"]
 
     def get_queryset(self, request):
+        # Subqueries, not three joined Counts: joins would multiply members x products x accounts.
         return (
             super()
             .get_queryset(request)
             .annotate(
-                _members=Count("members", distinct=True),
-                _accounts=Count("accounts", distinct=True),
-                _products=Count("products", distinct=True),
+                _members=_count(Department.members.through.objects.all(), "department"),
+                _accounts=_count(SandboxAccount.objects.all(), "department"),
+                _products=_count(Product.objects.all(), "department"),
             )
         )
 
@@ -378,8 +388,9 @@ class EnvironmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         latest = versions.latest()
         link = _changelist_link(StateVersion, count, environment__id__exact=environment.pk)
         return format_html(
-            "{} versions; latest serial {} with {} resources",
+            "{} {}; latest serial {} with {} resources",
             link,
+            "version" if count == 1 else "versions",
             latest.serial,
             latest.resource_count,
         )

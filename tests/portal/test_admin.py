@@ -7,15 +7,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from portal.models import (
-    CidrAllocation,
     CidrPool,
-    Endpoint,
+    Department,
     Environment,
+    Product,
     Run,
     RunEvent,
     SandboxAccount,
-    StateLock,
-    StateLockRelease,
     StateVersion,
 )
 from tests.factories import (
@@ -39,7 +37,12 @@ pytestmark = pytest.mark.django_db
 
 REGISTERED = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label)
 REGISTERED_IDS = [model._meta.label for model, _ in REGISTERED]
-ENGINE_MODELS = [Environment, Run, Endpoint, CidrAllocation, StateVersion, StateLock, StateLockRelease]
+# Admins manage these; every other model of the portal is written by the engine.
+ADMIN_MANAGED = {Department, SandboxAccount, CidrPool, Product}
+ENGINE_MODELS = sorted(
+    (model for model in admin.site._registry if model._meta.app_label == "portal" and model not in ADMIN_MANAGED),
+    key=lambda model: model._meta.label,
+)
 
 
 @pytest.fixture
@@ -163,8 +166,16 @@ def test_it_never_shows_state_content_or_token_hashes(admin_client):
 
 def test_it_offers_department_members_side_by_side(admin_client):
     department = make_department()
-    content = admin_client.get(_url(type(department), "change", department.pk)).content.decode()
-    assert 'class="selectfilter' in content or "selectfilter" in content
+    content = admin_client.get(_url(Department, "change", department.pk)).content.decode()
+    assert 'class="selectfilter"' in content
+
+
+def test_it_counts_a_departments_members_products_and_accounts_without_multiplying(admin_client):
+    department = make_department(members=[make_user(), make_user(), make_user()])
+    make_product(department), make_product(department)
+    make_account(department)
+    row = admin_client.get(_url(Department, "changelist")).context["cl"].result_list.get(pk=department.pk)
+    assert (row._members, row._products, row._accounts) == (3, 2, 1)
 
 
 # --- Engine rows are read-only ----------------------------------------------------------------
@@ -185,11 +196,22 @@ def test_it_lets_no_one_edit_what_the_engine_writes(admin_client, model, rf, adm
     assert model.objects.filter(pk=row.pk).exists()
 
 
-def test_it_registers_no_editable_run_event_admin():
-    model_admin = admin.site._registry.get(RunEvent)
-    if model_admin is not None:
-        assert isinstance(model_admin, admin.ModelAdmin)
-        assert not model_admin.has_change_permission(None)
+def test_it_covers_every_engine_model():
+    labels = {model._meta.object_name for model in ENGINE_MODELS}
+    assert labels == {"Environment", "Run", "Endpoint", "CidrAllocation", "StateVersion", "StateLock", "StateLockRelease"}
+
+
+def test_it_keeps_run_events_inside_their_run_page():
+    assert RunEvent not in admin.site._registry
+
+
+def test_it_refuses_to_delete_an_account_in_use_with_a_page_not_an_error(admin_client):
+    environment = make_world()
+    account = environment.account
+    response = admin_client.post(_url(SandboxAccount, "delete", account.pk), {"post": "yes"})
+    assert response.status_code == 200
+    assert "would require deleting the following protected related objects" in response.content.decode()
+    assert SandboxAccount.objects.filter(pk=account.pk).exists()
 
 
 # --- Account form and its pools ---------------------------------------------------------------

@@ -16,6 +16,11 @@ SEEDED_MODELS = [Department, SandboxAccount, CidrPool, Product, get_user_model()
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def no_demo_passwords_in_env(monkeypatch):
     monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
     monkeypatch.delenv("DEMO_DEVELOPER_PASSWORD", raising=False)
