@@ -23,6 +23,8 @@ import collections
 import fcntl
 import json
 import os
+import ctypes
+import ctypes.util
 import signal
 import subprocess
 import sys
@@ -343,6 +345,7 @@ class TerraformRunner:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # own process group: signals reach provisioners too
+                preexec_fn=_interrupt_when_parent_dies,
             )
         except OSError as exc:
             raise TerraformError(f"cannot start terraform ({argv[0]}): {exc}") from exc
@@ -493,6 +496,31 @@ def plan_summary(show_json: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------- internals
+
+
+def _interrupt_when_parent_dies() -> None:
+    """In the child, before exec: SIGINT Terraform if the worker that started it dies.
+
+    Terraform runs in its own session, so a SIGKILLed worker would otherwise leave it
+    applying with nobody listening. SIGINT makes it stop gracefully: it saves the state to
+    the portal and releases its lock while the run's credential is still valid.
+    """
+    if _libc is None:
+        return
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+
+
+def _load_libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+_PR_SET_PDEATHSIG = 1
+_libc = _load_libc()
 
 
 def _seconds(value: float) -> str:

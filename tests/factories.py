@@ -109,7 +109,9 @@ def make_pool(account=None, cidr=None, *, prefix_length=24, **fields):
 def make_product(department=None, *, slug=None, name=None, **fields):
     """A product of `department` (a new one by default)."""
     slug = slug or f"product{_next()}"
-    return Product.objects.create(department=department or make_department(), slug=slug, name=name or slug.title(), **fields)
+    return Product.objects.create(
+        department=department or make_department(), slug=slug, name=name or slug.title(), **fields
+    )
 
 
 def make_environment(product=None, *, account=None, name=None, status=EnvironmentStatus.READY, **fields):

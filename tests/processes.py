@@ -3,8 +3,8 @@
 Plain helpers, no fixtures (those live in `tests/conftest.py`). A `ManagedProcess` runs one
 command in its own process group with an explicit environment, writes its output to a log
 file under `<PORTAL_VAR_DIR>/logs/`, waits until a readiness probe passes, and stops with
-SIGTERM to the whole group, then SIGKILL. When a process fails to start, the error message
-carries the tail of its log.
+SIGTERM to its main process, then SIGKILL to the group. When a process fails to start, the
+error message carries the tail of its log.
 
 Must not import Django at module level: `settings_env_names()` is also used by tests that
 only read files.
@@ -290,11 +290,18 @@ class ManagedProcess:
             return None
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        """SIGTERM to the group, wait up to `grace`, then SIGKILL; leftovers of the group go too."""
+        """SIGTERM to the main process, wait up to `grace`, then SIGKILL to the whole group.
+
+        The main process (gunicorn master, Celery main) stops its own workers in order; a
+        SIGTERM sent to Celery's pool processes directly would kill them mid-task.
+        """
         if self.proc is None:
             return
         if self.alive():
-            self._signal_group(signal.SIGTERM)
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
             try:
                 self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:

@@ -47,9 +47,7 @@ def _changelist_link(model, count: int, **filters):
 
 def _count(queryset, fk: str):
     """The number of rows of `queryset` whose `fk` points at the outer row, as a subquery."""
-    counted = (
-        queryset.filter(**{fk: OuterRef("pk")}).order_by().values(fk).annotate(n=Count("pk")).values("n")
-    )
+    counted = queryset.filter(**{fk: OuterRef("pk")}).order_by().values(fk).annotate(n=Count("pk")).values("n")
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
@@ -268,7 +266,9 @@ class ProductAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_live_environments=Count("environments", filter=LIVE_ENVIRONMENTS))
+        return (
+            super().get_queryset(request).annotate(_live_environments=Count("environments", filter=LIVE_ENVIRONMENTS))
+        )
 
     @admin.display(description="environments", ordering="_live_environments")
     def live_environments(self, product):

@@ -50,7 +50,9 @@ def pool_deletion_blocker(pool: CidrPool) -> str | None:
 
 def pools_deletion_blockers(queryset) -> list[str]:
     """The blockers of every pool in `queryset` (for bulk delete), in one query."""
-    blockers = (deletion_blocker(p.cidr, p.live_allocations, p.total_allocations) for p in with_allocation_counts(queryset))
+    blockers = (
+        deletion_blocker(p.cidr, p.live_allocations, p.total_allocations) for p in with_allocation_counts(queryset)
+    )
     return [blocker for blocker in blockers if blocker]
 
 

@@ -33,20 +33,49 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["environment_link", "account", "kind", "status", "stage", "progress", "rollback_links"]}),
         ("Request", {"fields": ["requested_by", "pattern_slug", "pattern_version"]}),
-        ("Timing", {"fields": [
-            "queued_at", "dispatched_at", "started_at", "finished_at", "lease_expires_at", "worker",
-            "cancel_requested_at", "cancel_requested_by",
-        ]}),
+        (
+            "Timing",
+            {
+                "fields": [
+                    "queued_at",
+                    "dispatched_at",
+                    "started_at",
+                    "finished_at",
+                    "lease_expires_at",
+                    "worker",
+                    "cancel_requested_at",
+                    "cancel_requested_by",
+                ]
+            },
+        ),
         ("Outcome", {"fields": ["explanation", "traceback_display", "plan_summary_display", "commands_display"]}),
         ("Events", {"fields": ["event_log"]}),
     ]
     # `state_token_hash` is deliberately absent: a credential hash has no business on a page.
     readonly_fields = [
-        "environment_link", "account", "kind", "status", "stage", "progress", "rollback_links",
-        "requested_by", "pattern_slug", "pattern_version",
-        "queued_at", "dispatched_at", "started_at", "finished_at", "lease_expires_at", "worker",
-        "cancel_requested_at", "cancel_requested_by",
-        "explanation", "traceback_display", "plan_summary_display", "commands_display", "event_log",
+        "environment_link",
+        "account",
+        "kind",
+        "status",
+        "stage",
+        "progress",
+        "rollback_links",
+        "requested_by",
+        "pattern_slug",
+        "pattern_version",
+        "queued_at",
+        "dispatched_at",
+        "started_at",
+        "finished_at",
+        "lease_expires_at",
+        "worker",
+        "cancel_requested_at",
+        "cancel_requested_by",
+        "explanation",
+        "traceback_display",
+        "plan_summary_display",
+        "commands_display",
+        "event_log",
     ]
 
     def get_queryset(self, request):
@@ -101,4 +130,6 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             ),
         )
         note = f"showing the last {len(events)} of {total} events\n" if total > len(events) else ""
-        return format_html('<pre style="white-space: pre-wrap; max-height: 40em; overflow: auto">{}{}</pre>', note, lines)
+        return format_html(
+            '<pre style="white-space: pre-wrap; max-height: 40em; overflow: auto">{}{}</pre>', note, lines
+        )

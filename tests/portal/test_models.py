@@ -60,7 +60,9 @@ def assert_violates(constraint, create, *, sqlite_columns=None):
 
 @pytest.mark.parametrize("account_id", ["12345678901", "1234567890ab", "", "12345678901x"])
 def test_it_refuses_an_account_id_that_is_not_12_digits(account_id):
-    assert_violates("account_id_is_12_digits", lambda: SandboxAccount.objects.create(**_account_fields(account_id=account_id)))
+    assert_violates(
+        "account_id_is_12_digits", lambda: SandboxAccount.objects.create(**_account_fields(account_id=account_id))
+    )
 
 
 def test_it_accepts_a_12_digit_account_id():
@@ -68,7 +70,9 @@ def test_it_accepts_a_12_digit_account_id():
 
 
 def test_it_refuses_zero_concurrent_runs_for_an_account():
-    assert_violates("account_runs_at_least_one", lambda: SandboxAccount.objects.create(**_account_fields(max_concurrent_runs=0)))
+    assert_violates(
+        "account_runs_at_least_one", lambda: SandboxAccount.objects.create(**_account_fields(max_concurrent_runs=0))
+    )
 
 
 def test_it_refuses_an_unknown_account_kind():
@@ -77,7 +81,11 @@ def test_it_refuses_an_unknown_account_kind():
 
 def test_it_refuses_a_second_account_with_the_same_account_id():
     make_account(account_id="111111111111")
-    assert_violates("account_id_key", lambda: make_account(account_id="111111111111"), sqlite_columns="portal_sandboxaccount.account_id")
+    assert_violates(
+        "account_id_key",
+        lambda: make_account(account_id="111111111111"),
+        sqlite_columns="portal_sandboxaccount.account_id",
+    )
 
 
 def test_it_asks_an_aws_account_for_a_role_of_its_own():
@@ -233,7 +241,13 @@ def test_it_refuses_a_second_unfinished_run_of_an_environment(first, second):
 
 def test_it_allows_a_new_run_next_to_finished_ones():
     environment = make_environment()
-    for status in [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ERRORED, RunStatus.CANCELLED, RunStatus.INTERRUPTED]:
+    for status in [
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.ERRORED,
+        RunStatus.CANCELLED,
+        RunStatus.INTERRUPTED,
+    ]:
         make_run(environment, status=status)
     make_run(environment, status=RunStatus.QUEUED)
     make_run(make_environment(), status=RunStatus.QUEUED)
@@ -250,7 +264,9 @@ def test_it_refuses_two_events_with_one_seq_in_a_run():
     run = make_run()
     make_run_event(run, seq=1)
     assert_violates(
-        "run_event_seq_unique", lambda: make_run_event(run, seq=1), sqlite_columns="portal_runevent.run_id, portal_runevent.seq"
+        "run_event_seq_unique",
+        lambda: make_run_event(run, seq=1),
+        sqlite_columns="portal_runevent.run_id, portal_runevent.seq",
     )
     make_run_event(make_run(), seq=1)
     assert RunEvent.objects.filter(seq=1).count() == 2

@@ -49,7 +49,12 @@ ACCOUNTS = [
 PRODUCTS = [
     {"department": "payments", "slug": "checkout", "name": "Checkout", "description": "Card checkout web app."},
     {"department": "payments", "slug": "ledger", "name": "Ledger", "description": "Double-entry ledger API."},
-    {"department": "logistics", "slug": "route-planner", "name": "Route planner", "description": "Delivery route optimisation."},
+    {
+        "department": "logistics",
+        "slug": "route-planner",
+        "name": "Route planner",
+        "description": "Delivery route optimisation.",
+    },
     {"department": "logistics", "slug": "warehouse", "name": "Warehouse", "description": "Stock and picking service."},
 ]
 

@@ -1,0 +1,136 @@
+"""The portal's state backend with real Terraform as its client (through the web server)."""
+
+import json
+import threading
+
+import pytest
+
+from portal.models import RunStatus, StateLock, StateVersion
+from portal.services.execution import hash_token
+from provisioning.redact import Redactor
+from provisioning.terraform import TerraformRunner, TerraformSettings
+from tests.factories import lock_info, make_environment, make_run, make_state_lock
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+MAIN_TF = """
+terraform {
+  backend "http" {}
+}
+
+variable "n" {
+  type    = number
+  default = 0
+}
+
+resource "terraform_data" "counter" {
+  input = var.n
+}
+
+output "n" {
+  value = terraform_data.counter.output
+}
+"""
+
+
+@pytest.fixture
+def environment(web_server):
+    return make_environment(status="provisioning")
+
+
+def credential(environment, token="tok-" + "x" * 40):
+    run = make_run(environment, status=RunStatus.RUNNING, state_token_hash=hash_token(token))
+    return run, token
+
+
+def runner(tmp_path, web_server, environment, run, token, *, lock_timeout=0.0, events=None, extra_env=None):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "main.tf").write_text(MAIN_TF)
+    address = f"{web_server}/state/{environment.pk}/"
+    env = {
+        "TF_HTTP_ADDRESS": address,
+        "TF_HTTP_LOCK_ADDRESS": address,
+        "TF_HTTP_UNLOCK_ADDRESS": address,
+        "TF_HTTP_USERNAME": f"run-{run.pk}",
+        "TF_HTTP_PASSWORD": token,
+        "TF_HTTP_RETRY_MAX": "0",
+        **(extra_env or {}),
+    }
+    return TerraformRunner(
+        TerraformSettings(lock_timeout_seconds=lock_timeout),
+        tmp_path,
+        env,
+        redactor=Redactor(),
+        on_event=(events.append if events is not None else (lambda e: None)),
+    )
+
+
+def apply_args(n):
+    return ["apply", "-input=false", "-auto-approve", "-no-color", "-lock-timeout=0s", f"-var=n={n}"]
+
+
+def test_plan_apply_and_destroy_go_through_the_portal(tmp_path, web_server, environment):
+    run, token = credential(environment)
+    tf = runner(tmp_path, web_server, environment, run, token)
+    assert tf.init(60).ok
+    assert tf.plan(60).ok
+    assert tf.apply(60).ok
+    latest = StateVersion.objects.filter(environment=environment).latest()
+    assert latest.resource_count == 1 and latest.run_id == run.pk
+    assert tf.destroy(60).ok
+    assert StateVersion.objects.filter(environment=environment).latest().resource_count == 0
+    assert StateLock.objects.count() == 0  # Terraform unlocked after each step
+
+
+def test_a_plan_while_the_lock_is_held_fails_naming_the_holder(tmp_path, web_server, environment):
+    run, token = credential(environment)
+    make_state_lock(environment, info=lock_info(who="alice@worker-7", operation="OperationTypeApply"))
+    events = []
+    tf = runner(tmp_path, web_server, environment, run, token, lock_timeout=2, events=events)
+    assert tf.init(60).ok
+    plan = tf.plan(60)
+    assert not plan.ok
+    text = plan.stdout + plan.stderr_tail + "".join(e.line for e in events)
+    assert "Error acquiring the state lock" in text and "alice@worker-7" in text
+
+
+def test_a_plan_waits_for_a_lock_that_is_released(tmp_path, web_server, environment):
+    run, token = credential(environment)
+    lock = make_state_lock(environment, info=lock_info(who="bob@worker-2"))
+    tf = runner(tmp_path, web_server, environment, run, token, lock_timeout=30)
+    assert tf.init(60).ok
+    threading.Timer(2.0, lambda: StateLock.objects.filter(pk=lock.pk).delete()).start()
+    assert tf.plan(60).ok  # -lock-timeout retried until the holder let go
+
+
+def test_a_wrong_credential_is_refused(tmp_path, web_server, environment):
+    run, _ = credential(environment)
+    tf = runner(tmp_path, web_server, environment, run, "not-the-token")
+    init = tf.init(60)
+    assert not init.ok
+    assert "requires auth" in init.stdout + init.stderr_tail
+
+
+def test_an_expired_credential_is_refused(tmp_path, web_server, environment):
+    run, token = credential(environment)
+    type(run).objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED)
+    init = runner(tmp_path, web_server, environment, run, token).init(60)
+    assert not init.ok
+    assert "requires auth" in init.stdout + init.stderr_tail
+    assert StateVersion.objects.count() == 0
+
+
+def test_fifty_sequential_applies_keep_fifty_ordered_state_versions(tmp_path, web_server, environment):
+    run, token = credential(environment)
+    tf = runner(tmp_path, web_server, environment, run, token)
+    assert tf.init(60).ok
+    for n in range(1, 51):
+        result = tf.run("apply", apply_args(n), 60)
+        assert result.ok, result.stderr_tail
+    versions = list(StateVersion.objects.filter(environment=environment).order_by("id"))
+    assert len(versions) == 50
+    serials = [v.serial for v in versions]
+    assert serials == sorted(serials) and len(set(serials)) == 50
+    assert len({v.lineage for v in versions}) == 1
+
+    assert [json.loads(bytes(v.content))["outputs"]["n"]["value"] for v in versions] == list(range(1, 51))
