@@ -125,6 +125,7 @@ class RunRecorder:
                 "cwd": result.cwd,
                 "env": result.env,
                 "returncode": result.returncode,
+                "pid": result.pid,
                 "duration": round(result.duration, 3),
                 "cancelled": result.cancelled,
                 "timed_out": result.timed_out,

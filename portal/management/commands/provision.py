@@ -127,12 +127,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--param takes KEY=VALUE, got {item!r}")
             params[key.strip()] = coerce_parameter(pattern, key.strip(), value)
         return environments.request_create(
-            user=user,
-            product=product,
-            pattern_slug=pattern.slug,
-            name=options.get("name"),
-            parameters=params,
-            account=account,
+            user=user, product=product, pattern_slug=pattern.slug, name=options.get("name"), parameters=params, account=account
         )
 
     def _follow(self, run: Run) -> str:
@@ -157,9 +152,7 @@ class Command(BaseCommand):
             time.sleep(0.5)
 
     def _show(self, env: Environment) -> None:
-        self.stdout.write(
-            f"{env} [{env.status}] pattern {env.pattern_slug} {env.pattern_version} account {env.account}"
-        )
+        self.stdout.write(f"{env} [{env.status}] pattern {env.pattern_slug} {env.pattern_version} account {env.account}")
         if env.status_reason:
             self.stdout.write(f"  {env.status_reason}")
         if env.cidr:
