@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from portal import views
 from portal.state.views import state_endpoint
@@ -13,5 +13,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("state/<int:environment_id>/", state_endpoint, name="state"),
-    path("", views.home, name="home"),
+    path("api/", include("portal.api.urls")),
+    path("", include("portal.web.urls")),
 ]

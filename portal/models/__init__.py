@@ -1,5 +1,6 @@
 """The CMDB's data model. Rows are the source of truth for everything the UI and API show."""
 
+from portal.models.access import ApiToken, IdempotencyRecord
 from portal.models.cmdb import (
     CidrAllocation,
     CidrPool,
@@ -7,13 +8,19 @@ from portal.models.cmdb import (
     Endpoint,
     Environment,
     EnvironmentStatus,
+    ListenerPriority,
     Product,
     SandboxAccount,
 )
+from portal.models.mirror import GitHubMirror
 from portal.models.runs import Run, RunEvent, RunKind, RunStage, RunStatus
 from portal.models.state import StateLock, StateLockRelease, StateVersion
 
 __all__ = [
+    "ApiToken",
+    "GitHubMirror",
+    "IdempotencyRecord",
+    "ListenerPriority",
     "CidrAllocation",
     "CidrPool",
     "Department",

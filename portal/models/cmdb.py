@@ -68,6 +68,15 @@ class SandboxAccount(models.Model):
         help_text="Runs beyond this wait in a FIFO queue.",
     )
     is_active = models.BooleanField(default=True, help_text="Inactive accounts take no new environments.")
+    shared_infrastructure = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "Pre-existing shared components patterns build on, e.g. "
+            '{"ecs_cluster_arn": ..., "alb_listener_arn": ..., "alb_dns_name": ..., "alb_zone_id": ..., '
+            '"vpc_id": ..., "private_subnet_ids": [...], "alb_security_group_id": ...}'
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -116,6 +125,7 @@ class CidrPool(models.Model):
 
     class Meta:
         ordering = ["account", "cidr"]
+        verbose_name = "CIDR pool"
         constraints = [
             models.UniqueConstraint(fields=["account", "cidr"], name="pool_cidr_unique_per_account"),
             models.CheckConstraint(
@@ -203,6 +213,10 @@ class Environment(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    orphans = models.JSONField(
+        default=list, blank=True, help_text="Resources still tagged with this environment after destroy."
+    )
+    orphans_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -232,12 +246,13 @@ class CidrAllocation(models.Model):
 
     pool = models.ForeignKey(CidrPool, on_delete=models.PROTECT, related_name="allocations")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="cidr_allocations")
-    cidr = models.CharField(max_length=18)
+    cidr = models.CharField("CIDR", max_length=18)
     allocated_at = models.DateTimeField(auto_now_add=True)
     released_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["pool", "cidr"]
+        verbose_name = "CIDR allocation"
         constraints = [
             # The database, not the allocator, is the last word on double allocation.
             models.UniqueConstraint(
@@ -254,7 +269,7 @@ class Endpoint(models.Model):
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="endpoints")
     fqdn = models.CharField("FQDN", max_length=253)
-    url = models.URLField(max_length=2048, blank=True)
+    url = models.URLField("URL", max_length=2048, blank=True)
     kind = models.CharField(max_length=40, default="app")
     created_at = models.DateTimeField(auto_now_add=True)
     released_at = models.DateTimeField(null=True, blank=True)
@@ -270,3 +285,34 @@ class Endpoint(models.Model):
 
     def __str__(self):
         return self.fqdn
+
+
+class ListenerPriority(models.Model):
+    """A listener-rule priority on an account's shared ALB listener, held by one environment.
+
+    AWS refuses two rules with the same priority on a listener, so the portal hands them out
+    like CIDRs: next free number, unique among the live ones, released on delete.
+    """
+
+    account = models.ForeignKey(SandboxAccount, on_delete=models.PROTECT, related_name="listener_priorities")
+    listener_arn = models.CharField(max_length=2048)
+    priority = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(50000)])
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="listener_priorities")
+    allocated_at = models.DateTimeField(auto_now_add=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["account", "priority"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "listener_arn", "priority"],
+                condition=Q(released_at__isnull=True),
+                name="listener_priority_held_once",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=1, priority__lte=50000), name="listener_priority_in_range"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.priority}"

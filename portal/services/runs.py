@@ -56,6 +56,13 @@ def _system_event(run_id: int, message: str, level: str = "info") -> None:
     append_events(run_id, [{"kind": RunEvent.Kind.SYSTEM, "level": level, "message": message}])
 
 
+def _mirror(run_id: int) -> None:
+    """Bring the request's GitHub issue up to date after commit (no-op when not configured)."""
+    from portal.services.github_mirror import schedule_mirror
+
+    transaction.on_commit(lambda: schedule_mirror(run_id))
+
+
 def _after_slot_freed(account_id: int) -> None:
     """A run left the account's slots: start the next queued one right after commit."""
     from portal.services.dispatch import dispatch_account
@@ -68,7 +75,7 @@ def _after_slot_freed(account_id: int) -> None:
 
 def queue_run(environment: Environment, kind: str, *, requested_by=None) -> Run:
     """Create a queued run. The database refuses a second unfinished run per environment."""
-    return Run.objects.create(
+    run = Run.objects.create(
         environment=environment,
         account_id=environment.account_id,
         kind=kind,
@@ -79,6 +86,8 @@ def queue_run(environment: Environment, kind: str, *, requested_by=None) -> Run:
         pattern_version=environment.pattern_version,
         environment_status_before=environment.status,
     )
+    _mirror(run.pk)
+    return run
 
 
 def dispatch_run(run_id: int) -> None:
@@ -132,6 +141,8 @@ def requeue_unclaimed_run(run_id: int, reason: str) -> None:
 def set_stage(run_id: int, stage: str, worker: str) -> None:
     """Move a running run to the next pipeline stage (only its own worker may)."""
     _cas(run_id, {"status": RunStatus.RUNNING, "worker": worker}, stage=stage)
+    if stage in (RunStage.APPLY, RunStage.DESTROY):
+        _mirror(run_id)
 
 
 def renew_lease(run_id: int, worker: str) -> bool:
@@ -206,6 +217,7 @@ def _terminal(run_id: int, status: str, *, worker: str | None, explanation: str,
         state_token_hash="",
         **extra,
     )
+    _mirror(run_id)
 
 
 def succeed_create(run: Run, worker: str, *, outputs: dict, endpoints: list[dict]) -> None:
