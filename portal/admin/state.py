@@ -5,10 +5,14 @@ its metadata (serial, lineage, size, resource count) only. Locks are force-relea
 the portal's service (which records a StateLockRelease), not by deleting rows here.
 """
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 
 from portal.admin.base import ReadOnlyAdminMixin, pretty_json
 from portal.models import StateLock, StateLockRelease, StateVersion
+from portal.services.state import force_unlock
 
 
 @admin.register(StateVersion)
@@ -34,8 +38,51 @@ def _lock_field(key):
     return field
 
 
+class ForceUnlockForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Recorded with your name. Only release a lock whose holder is gone: a live Terraform would lose its lock.",
+    )
+
+
 @admin.register(StateLock)
 class StateLockAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    actions = ["force_unlock_action"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        # The read-only mixin forbids delete, which hides actions; force-unlock is the one
+        # write admins may do here, and only superusers.
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:
+            actions.pop("force_unlock_action", None)
+        return actions
+
+    @admin.action(description="Force-unlock the selected state locks")
+    def force_unlock_action(self, request, queryset):
+        form = ForceUnlockForm(request.POST if "reason" in request.POST else None)
+        if form.is_valid():
+            released = sum(
+                force_unlock(lock.environment_id, user=request.user, reason=form.cleaned_data["reason"])
+                for lock in queryset
+            )
+            self.message_user(request, f"Released {released} lock(s); recorded with your name and reason.", messages.SUCCESS)
+            return HttpResponseRedirect(request.get_full_path())
+        return TemplateResponse(
+            request,
+            "admin/portal/statelock/force_unlock.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Force-unlock Terraform state",
+                "locks": queryset,
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
     list_display = ["environment", "lock_id", "operation", "who", "run", "created_at"]
     search_fields = ["environment__name", "environment__product__slug", "lock_id"]
     list_select_related = ["environment__product", "run"]
