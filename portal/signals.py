@@ -3,7 +3,7 @@
 import logging
 import socket
 
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 
 log = logging.getLogger(__name__)
 
@@ -17,3 +17,11 @@ def reap_on_worker_start(sender=None, **kwargs):
         reap_expired()
     except Exception:  # never keep a worker from starting; beat retries in seconds
         log.exception("reaping at worker start failed")
+
+
+@worker_init.connect
+def warm_imports(sender=None, **kwargs):
+    """Import the engine in the parent before the pool forks, so a child's first run does
+    not spend a few hundred milliseconds importing (and the HCL parser's grammar loading)."""
+    import portal.services.execution  # noqa: F401
+    import provisioning.render  # noqa: F401

@@ -1,9 +1,7 @@
-"""Minimal views until the browser UI lands: a health probe and the home page."""
+"""Project-level views: the health probe. The browser UI lives in `portal.web.views`."""
 
-from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import JsonResponse
-from django.shortcuts import render
 
 
 def healthz(request):
@@ -11,8 +9,3 @@ def healthz(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
-
-
-@login_required
-def home(request):
-    return render(request, "portal/home.html")

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from provisioning.patterns import EndpointSpec
 from provisioning.redact import Redactor
-from provisioning.render import RenderError, parse_workspace
+from provisioning.render import RenderError
 from provisioning.terraform import (
     StepResult,
     TerraformError,
@@ -162,9 +162,8 @@ class Pipeline:
         self.sink.stage(stage)
 
     def _write_workspace(self) -> None:
-        """Materialise the stored snapshot and parse it again before Terraform sees it."""
+        """Materialise the stored snapshot (parsed when it was rendered, before it was stored)."""
         self._stage("render")
-        parse_workspace(self.files)
         self.workdir.mkdir(parents=True, exist_ok=True)
         for name, content in self.files.items():
             if "/" in name or name.startswith("."):

@@ -121,6 +121,7 @@ class RunRecorder:
         self.commands.append(
             {
                 "step": result.step,
+                "started_at": round(time.time() - result.duration, 3),
                 "argv": result.argv,
                 "cwd": result.cwd,
                 "env": result.env,

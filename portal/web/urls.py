@@ -2,8 +2,17 @@
 
 from django.urls import path
 
-from portal import views
+from portal.web import views
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", views.environment_list, name="home"),
+    path("environments/new/", views.environment_create, name="environment-create"),
+    path("environments/<int:pk>/", views.environment_detail, name="environment-detail"),
+    path("environments/<int:pk>/delete/", views.environment_delete, name="environment-delete"),
+    path("environments/<int:pk>/retry/", views.environment_retry, name="environment-retry"),
+    path("runs/<int:pk>/", views.run_detail, name="run-detail"),
+    path("runs/<int:pk>/live/", views.run_live, name="run-live"),
+    path("runs/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
+    path("tokens/", views.token_list, name="token-list"),
+    path("tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
 ]

@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""Benchmarks of the provisioning engine (issue 4). Prints one JSON document.
+
+(a) overhead: a `demo-ecs` create with delay_seconds=5 through the whole stack (service call
+    -> Celery -> Terraform -> portal state -> CMDB) against raw `init` + `plan` + `apply` of the
+    same rendered workspace (local backend, same flags). Goal ratio <= 1.05.
+(b) parallelism: 4 environments in 4 sandbox accounts at once against 1 alone. Goal wall-time
+    ratio <= 1.3 (the seed's one-creation-at-a-time design gives 4.0).
+(c) dispatch latency: request committed (Run.queued_at) -> Terraform process started (the
+    first command's start recorded by the worker), p50/p95 with a Redis broker. Goal p50 <= 100 ms.
+
+It starts its own web server and Celery worker (tests/processes.py) on a scratch database:
+BENCH_DATABASE_URL (default: SQLite in a temporary folder; a PostgreSQL database whose name
+starts with `bench` is dropped and recreated) and BENCH_BROKER_URL (default Redis db 13,
+flushed). Usage: `.venv/bin/python bench/provisioning.py [--reps 3] [--latency-samples 20]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.processes import CeleryWorker, free_port, gunicorn_process, purge_broker  # noqa: E402
+
+TFEXEC = ROOT / "provisioning" / "tfexec.py"
+
+
+def prepare_database(url: str) -> None:
+    if not url.startswith("postgres"):
+        return
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name.startswith("bench"):
+        raise SystemExit(f"refusing to recreate database {name!r}: its name must start with 'bench'")
+    admin = parts._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def wait_ready(env_id, timeout=300.0):
+    from portal.models import Environment
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Environment.objects.values_list("status", flat=True).get(pk=env_id)
+        if status == "ready":
+            return
+        if status not in ("provisioning",):
+            raise RuntimeError(f"environment {env_id} ended {status}")
+        time.sleep(0.02)
+    raise RuntimeError(f"environment {env_id} not ready after {timeout}s")
+
+
+def raw_terraform(files: dict[str, str]) -> float:
+    """init + plan + apply of the same workspace with a local backend, as a person would."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-raw-"))
+    try:
+        for name, content in files.items():
+            if name != "portal_backend.tf":
+                (workdir / name).write_text(content)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TF_IN_AUTOMATION": "1",
+               "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1", "TF_CLI_CONFIG_FILE": "/dev/null"}
+        started = time.monotonic()
+        for args in (["init", "-input=false", "-json"],
+                     ["plan", "-input=false", "-json", "-out=tfplan"],
+                     ["apply", "-input=false", "-json", "-auto-approve", "tfplan"]):
+            subprocess.run([sys.executable, "-I", str(TFEXEC), *args], cwd=workdir, env=env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.monotonic() - started
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--latency-samples", type=int, default=20)
+    parser.add_argument("--delay", type=int, default=5)
+    args = parser.parse_args()
+
+    var = Path(tempfile.mkdtemp(prefix="bench-var-"))
+    database_url = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{var}/bench.sqlite3")
+    broker_url = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
+    prepare_database(database_url)
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", str(var)),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker_url,
+        "PORTAL_VAR_DIR": str(var),
+        "SECRET_KEY": "bench-only-secret",
+        "PORTAL_URL": f"http://127.0.0.1:{port}",
+        "RUN_LEASE_SECONDS": "60",
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    purge_broker(settings.CELERY_BROKER_URL, getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}))
+
+    from django.contrib.auth.models import User
+
+    from portal.models import CidrPool, Department, Environment, Product, Run, SandboxAccount
+    from portal.services.environments import request_create
+
+    department = Department.objects.create(slug="bench", name="Bench")
+    user = User.objects.create_user("bench", password="x", is_staff=True)
+    department.members.add(user)
+    accounts = []
+    for i in range(1, 5):
+        account = SandboxAccount.objects.create(department=department, name=f"bench-{i}", account_id=f"00000000009{i}",
+                                                kind="local", dns_zone=f"a{i}.bench.test", max_concurrent_runs=1)
+        CidrPool.objects.create(account=account, cidr=f"10.{120 + i}.0.0/16", prefix_length=24)
+        accounts.append(account)
+    product = Product.objects.create(department=department, slug="bench", name="Bench")
+
+    logs = var / "logs"
+    web = gunicorn_process(env, logs, port=port)
+    worker = CeleryWorker(env, logs, node_name="bench@%h", concurrency=4)
+    web.start()
+    worker.start()
+    counter = iter(range(1, 10_000))
+
+    def create(account, delay):
+        run = request_create(user=user, product=product, pattern_slug="demo-ecs", name=f"b{next(counter)}",
+                             parameters={"delay_seconds": delay}, account=account)
+        return run
+
+    try:
+        # Warm-up: the first run of each pool child pays imports and SQLite/WAL set-up.
+        for account in accounts:
+            wait_ready(create(account, 0).environment_id)
+
+        # (a) overhead
+        full, raw = [], []
+        for _ in range(args.reps):
+            started = time.monotonic()
+            run = create(accounts[0], args.delay)
+            wait_ready(run.environment_id)
+            full.append(time.monotonic() - started)
+            raw.append(raw_terraform(Environment.objects.get(pk=run.environment_id).code_snapshot))
+        last = Run.objects.get(pk=run.pk)
+        steps = {c["step"]: round(c["duration"], 3) for c in last.commands}
+        first_start = last.commands[0]["started_at"]
+        last_end = last.commands[-1]["started_at"] + last.commands[-1]["duration"]
+        overhead = {
+            "last_full_run_breakdown_s": {
+                "queued_to_first_terraform": round(first_start - last.queued_at.timestamp(), 3),
+                "terraform_steps": steps,
+                "between_steps": round(last_end - first_start - sum(steps.values()), 3),
+                "last_terraform_to_finished": round(last.finished_at.timestamp() - last_end, 3),
+            },
+            "delay_seconds": args.delay,
+            "reps": args.reps,
+            "full_stack_s": [round(v, 3) for v in full],
+            "raw_terraform_s": [round(v, 3) for v in raw],
+            "ratio_median": round(statistics.median(full) / statistics.median(raw), 3),
+            "goal": 1.05,
+        }
+
+        # (b) parallelism
+        started = time.monotonic()
+        wait_ready(create(accounts[0], args.delay).environment_id)
+        single = time.monotonic() - started
+        started = time.monotonic()
+        runs = [create(account, args.delay) for account in accounts]
+        for run in runs:
+            wait_ready(run.environment_id)
+        four = time.monotonic() - started
+        parallelism = {
+            "single_s": round(single, 3),
+            "four_accounts_s": round(four, 3),
+            "ratio": round(four / single, 3),
+            "goal": 1.3,
+            "seed_design_ratio": 4.0,
+            "worker_concurrency": 4,
+        }
+
+        # (c) dispatch latency
+        samples = []
+        for i in range(args.latency_samples):
+            run = create(accounts[i % 4], 0)
+            wait_ready(run.environment_id)
+            run = Run.objects.get(pk=run.pk)
+            samples.append((run.commands[0]["started_at"] - run.queued_at.timestamp()) * 1000)
+        latency = {
+            "broker": broker_url.split("://")[0],
+            "samples": len(samples),
+            "p50_ms": round(percentile(samples, 50), 1),
+            "p95_ms": round(percentile(samples, 95), 1),
+            "max_ms": round(max(samples), 1),
+            "goal_p50_ms": 100,
+        }
+        print(json.dumps({
+            "database": database_url.split("://")[0],
+            "cpus": os.cpu_count(),
+            "overhead": overhead,
+            "parallelism": parallelism,
+            "dispatch_latency": latency,
+        }, indent=2))
+    finally:
+        worker.stop()
+        web.stop()
+        shutil.rmtree(var, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Filters of the admin-owned CMDB lists (departments, sandbox accounts, products).
+
+Environments, runs and endpoints use the FilterSets in `portal.filters`, shared with the
+browser UI; these three lists exist only in the API (the UI shows them in the admin).
+"""
+
+import django_filters
+from django.db.models import Q
+
+from portal.models import Department, Product, SandboxAccount
+
+
+class DepartmentFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search slug and name")
+    member = django_filters.CharFilter(field_name="members__username", label="Member (username)")
+
+    class Meta:
+        model = Department
+        fields = ["q", "member"]
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        return queryset.filter(Q(slug__icontains=value) | Q(name__icontains=value)) if value else queryset
+
+
+class SandboxAccountFilterSet(django_filters.FilterSet):
+    department = django_filters.CharFilter(field_name="department__slug", label="Department (slug)")
+    kind = django_filters.ChoiceFilter(choices=SandboxAccount.Kind.choices)
+    is_active = django_filters.BooleanFilter()
+    account_id = django_filters.CharFilter(label="AWS account id")
+
+    class Meta:
+        model = SandboxAccount
+        fields = ["department", "kind", "is_active", "account_id"]
+
+
+class ProductFilterSet(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Search slug and name")
+    department = django_filters.CharFilter(field_name="department__slug", label="Department (slug)")
+
+    class Meta:
+        model = Product
+        fields = ["q", "department"]
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        return queryset.filter(Q(slug__icontains=value) | Q(name__icontains=value)) if value else queryset

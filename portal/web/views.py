@@ -1,0 +1,428 @@
+"""Browser UI views: thin. They read through `portal.selectors`, write through
+`portal.services`, and turn a service's refusal into a message on the page (a form error,
+or a 403 page that says why). No rule about who may do what lives here.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from portal import selectors
+from portal.models import Environment, EnvironmentStatus, Product, Run, RunStatus
+from portal.services import environments as environment_service
+from portal.services.catalog import get_catalog
+from portal.services.errors import NotAllowed, ServiceError
+from portal.services.permissions import can_manage_product
+from portal.web import display
+from portal.web.filters import EnvironmentListFilterSet
+from portal.web.forms import (
+    DeleteConfirmForm,
+    EnvironmentRequestForm,
+    ParameterForm,
+    TokenCreateForm,
+    apply_service_error,
+)
+
+PAGE_SIZE = 25
+
+
+def _refuse(exc: NotAllowed):
+    """A refusal of the permission rules becomes Django's 403 page with the service's words."""
+    raise PermissionDenied(exc.message)
+
+
+# --- environments list --------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def environment_list(request):
+    """Every environment (all users see all), filtered with the API's FilterSet, paginated."""
+    filterset = EnvironmentListFilterSet(request.GET or None, queryset=selectors.environments_for_list(), request=request)
+    page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "portal/environments/list.html",
+        {"filterset": filterset, "page": page, "environments": page.object_list, "nav": "environments"},
+    )
+
+
+# --- create -----------------------------------------------------------------------------------
+
+
+class _CreatePage:
+    """The create form's pieces for one request: selected product, pattern and the forms."""
+
+    def __init__(self, request, data=None):
+        self.request = request
+        self.user = request.user
+        self.catalog = get_catalog()
+        self.products = list(selectors.products_for_user(self.user))
+        source = data if data is not None else request.GET
+        self.product = self._pick_product(source.get("product"))
+        self.pattern = self._pick_pattern(source.get("pattern"))
+        self.form = EnvironmentRequestForm(
+            data,
+            products=self.products,
+            catalog=self.catalog,
+            accounts_for=selectors.active_accounts_of_department,
+            initial=self._initial(source) if data is None else None,
+        )
+        self.form.limit_accounts(self.product)
+        if self.pattern is None:
+            self.parameter_form = None
+        elif data is not None:
+            self.parameter_form = ParameterForm(self.pattern, data)
+        else:
+            parameter_form = ParameterForm(self.pattern)
+            if source.get("refresh"):
+                parameter_form.initial = parameter_form.values_from(source)
+            self.parameter_form = parameter_form
+
+    def _pick_product(self, value) -> Product | None:
+        by_id = {str(product.pk): product for product in self.products}
+        if value and str(value) in by_id:
+            return by_id[str(value)]
+        if value and str(value).isdigit():
+            # Not one of the user's: the service refuses it on submit, with its reason.
+            other = Product.objects.select_related("department").filter(pk=int(value)).first()
+            if other is not None:
+                return other
+        return self.products[0] if self.products else None
+
+    def _pick_pattern(self, value):
+        if value in self.catalog:
+            return self.catalog[value]
+        ordered = sorted(self.catalog.values(), key=lambda pattern: pattern.name)
+        return ordered[0] if ordered else None
+
+    def _initial(self, source) -> dict:
+        """Initial values: the typed ones on a refresh; a suggested name for the product."""
+        initial = {"product": self.product.pk if self.product else None, "pattern": self.pattern.slug if self.pattern else None}
+        suggestion = environment_service.suggest_name(self.product) if self.product else ""
+        name = (source.get("name") or "").strip()
+        previous = (source.get("suggested_name") or "").strip()
+        # An untouched suggestion follows the product; a typed name is kept.
+        initial["name"] = name if name and name != previous else suggestion
+        initial["suggested_name"] = suggestion
+        if source.get("account"):
+            initial["account"] = source.get("account")
+        return initial
+
+    def preflight(self) -> dict:
+        """What the request would meet now: name taken, free networks, account queue.
+
+        Information only; the service decides on submit.
+        """
+        info: dict = {}
+        if self.product is None or self.pattern is None:
+            return info
+        account = None
+        account_id = self.form["account"].value()
+        if account_id:
+            account = selectors.active_accounts_of_department(self.product.department_id).filter(pk=account_id).first()
+        if account is None:
+            try:
+                account = environment_service.choose_account(self.product, None)
+            except ServiceError as exc:
+                info["account_problem"] = exc.message
+                return info
+        info["account"] = account
+        load = selectors.account_load(account)
+        info["load"] = load
+        info["wait"] = display.wait_estimate(
+            running=load["running"],
+            ahead_in_queue=load["queued"],
+            slots=load["slots"],
+            expected_seconds=self.pattern.expected_duration_seconds,
+        )
+        info["free_networks"] = selectors.free_network_count(account)
+        name = (self.form["name"].value() or "").strip()
+        if name and selectors.environment_name_taken(self.product, name):
+            info["name_taken"] = f"{self.product.slug}/{name} already exists; choose another name."
+        return info
+
+    def context(self) -> dict:
+        return {
+            "form": self.form,
+            "parameter_form": self.parameter_form,
+            "pattern": self.pattern,
+            "product": self.product,
+            "preflight": self.preflight(),
+            "expected_duration": display.format_duration(self.pattern.expected_duration_seconds) if self.pattern else "",
+            "nav": "create",
+        }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def environment_create(request):
+    """The create form. A GET with `refresh=1` (the htmx request sent when product, pattern
+    or account changes, or the no-JS "Update form" button) re-renders it with what was typed;
+    htmx gets only the form body. A POST calls `request_create` and redirects to the run."""
+    if request.method == "POST":
+        page = _CreatePage(request, data=request.POST)
+        status = 200
+        if page.form.is_valid() and page.parameter_form is not None and page.parameter_form.is_valid():
+            data = page.form.cleaned_data
+            try:
+                run = environment_service.request_create(
+                    user=request.user,
+                    product=data["product"],
+                    pattern_slug=data["pattern"],
+                    name=data["name"],
+                    parameters=page.parameter_form.parameters(),
+                    account=data["account"],
+                )
+            except ServiceError as exc:
+                apply_service_error(exc, page.form, page.parameter_form)
+                status = 403 if isinstance(exc, NotAllowed) else 200
+            else:
+                messages.success(request, f"{run.environment} requested: run #{run.pk} is queued.")
+                return redirect("run-detail", pk=run.pk)
+        return render(request, "portal/environments/create.html", page.context(), status=status)
+
+    page = _CreatePage(request)
+    if not page.products:
+        raise PermissionDenied(
+            "You may not create environments: you are not a member of any department. "
+            "Ask an admin to add you to the department that owns your product."
+        )
+    template = "portal/environments/_create_body.html" if request.htmx else "portal/environments/create.html"
+    return render(request, template, page.context())
+
+
+# --- environment page and its actions -----------------------------------------------------------
+
+
+def _environment(pk) -> Environment:
+    try:
+        return selectors.environment_detail(pk)
+    except Environment.DoesNotExist:
+        raise Http404("No such environment.") from None
+
+
+def _environment_page(request, environment, *, delete_form=None, status=200):
+    runs = selectors.environment_runs(environment)
+    pattern = get_catalog().get(environment.pattern_slug)
+    context = {
+        "environment": environment,
+        "tone": display.tone(environment.status),
+        "pattern": pattern,
+        "endpoints": selectors.environment_endpoints(environment),
+        "runs": runs,
+        "active_run": next((run for run in runs if run.status in (RunStatus.QUEUED, RunStatus.RUNNING)), None),
+        "can_manage": can_manage_product(request.user, environment.product),
+        "deletable": environment.status in environment_service.DELETABLE,
+        "retryable": environment.status == EnvironmentStatus.INCOMPLETE,
+        "delete_form": delete_form or DeleteConfirmForm(environment=environment),
+        "nav": "environments",
+    }
+    return render(request, "portal/environments/detail.html", context, status=status)
+
+
+@login_required
+@require_GET
+def environment_detail(request, pk):
+    return _environment_page(request, _environment(pk))
+
+
+@login_required
+@require_POST
+def environment_delete(request, pk):
+    """Queue a destroy once the environment's name was typed; refusals are explained."""
+    environment = _environment(pk)
+    form = DeleteConfirmForm(request.POST, environment=environment)
+    if not form.is_valid():
+        return _environment_page(request, environment, delete_form=form, status=400)
+    try:
+        run = environment_service.request_delete(user=request.user, environment=environment)
+    except NotAllowed as exc:
+        _refuse(exc)
+    except ServiceError as exc:
+        form.add_error(None, exc.message)
+        return _environment_page(request, environment, delete_form=form, status=409)
+    messages.success(request, f"Delete of {environment} requested: run #{run.pk} destroys it.")
+    return redirect("run-detail", pk=run.pk)
+
+
+@login_required
+@require_POST
+def environment_retry(request, pk):
+    environment = _environment(pk)
+    try:
+        run = environment_service.request_retry(user=request.user, environment=environment)
+    except NotAllowed as exc:
+        _refuse(exc)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return _environment_page(request, environment, status=409)
+    messages.success(request, f"Retry of {environment} requested: run #{run.pk}.")
+    return redirect("run-detail", pk=run.pk)
+
+
+# --- run page --------------------------------------------------------------------------------
+
+
+def _run(pk) -> Run:
+    try:
+        return selectors.run_detail(pk)
+    except Run.DoesNotExist:
+        raise Http404("No such run.") from None
+
+
+@login_required
+@require_GET
+def run_detail(request, pk):
+    """The live run page; `run.js` keeps it current through `run_live`."""
+    run = _run(pk)
+    stage_reached = selectors.run_stage_reached(run)
+    events, truncated = selectors.run_events_tail(run.pk)
+    rollback = selectors.rollback_of_run(run)
+    context = {
+        "run": run,
+        "environment": run.environment,
+        "tone": display.tone(run.status),
+        "env_tone": display.tone(run.environment.status),
+        "stages": display.stage_bar(run, stage_reached),
+        "progress": display.progress(run),
+        "queue": display.run_queue(run),
+        "elapsed": display.format_duration(display.elapsed_seconds(run)),
+        "events": [display.event_payload(event) for event in events],
+        "events_truncated": truncated,
+        "last_seq": events[-1].seq if events else 0,
+        "rollback": rollback,
+        "rollback_tone": display.tone(rollback.status) if rollback else "",
+        "poll": display.should_poll(run, rollback),
+        "can_manage": can_manage_product(request.user, run.environment.product),
+        "cancellable": run.status in (RunStatus.QUEUED, RunStatus.RUNNING),
+        "endpoints": list(run.environment.endpoints.filter(released_at__isnull=True).order_by("fqdn"))
+        if run.kind == "create" and run.status == RunStatus.SUCCEEDED
+        else [],
+        "mirror": getattr(run, "github_mirror", None),
+        "nav": "environments",
+    }
+    return render(request, "portal/runs/detail.html", context)
+
+
+@login_required
+@require_GET
+def run_live(request, pk):
+    """One tick of the run page: status + progress + log lines after `?after=SEQ` (JSON).
+
+    `?plan=1` asks for the plan summary too (sent until the page has it).
+    """
+    run = _run(pk)
+    try:
+        after = max(0, int(request.GET.get("after", "0")))
+    except ValueError:
+        after = 0
+    payload = display.live_payload(run, after=after, want_plan=request.GET.get("plan") == "1")
+    response = JsonResponse(payload)
+    add_never_cache_headers(response)
+    return response
+
+
+@login_required
+@require_POST
+def run_cancel(request, pk):
+    run = _run(pk)
+    try:
+        result = environment_service.request_cancel(user=request.user, run=run)
+    except NotAllowed as exc:
+        _refuse(exc)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        text = {
+            "dropped": f"Run #{run.pk} was cancelled before it started; nothing ran.",
+            "requested": f"Cancel of run #{run.pk} requested: Terraform is being stopped.",
+            "finished": f"Run #{run.pk} had already finished; there was nothing to cancel.",
+        }.get(result, f"Run #{run.pk}: {result}.")
+        (messages.info if result == "finished" else messages.success)(request, text)
+    return redirect("run-detail", pk=run.pk)
+
+
+# --- API tokens ---------------------------------------------------------------------------------
+
+
+def _token_service():
+    """The token service (written alongside the REST API); None until it exists."""
+    try:
+        from portal.services import tokens
+    except ImportError:
+        return None
+    return tokens
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_list(request):
+    """Own tokens; POST creates one and shows its key once, in this response only."""
+    service = _token_service()
+    form = TokenCreateForm(request.POST or None)
+    created_key = None
+    created_token = None
+    status = 200
+    if request.method == "POST" and service is not None and form.is_valid():
+        expires = form.cleaned_data["expires_at"]
+        expires_at = None
+        if expires is not None:
+            from datetime import datetime, time
+
+            from django.utils import timezone
+
+            expires_at = timezone.make_aware(datetime.combine(expires, time.max.replace(microsecond=0)))
+        try:
+            created_token, created_key = service.create_token(
+                user=request.user, name=form.cleaned_data["name"], expires_at=expires_at
+            )
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            form = TokenCreateForm()
+            status = 201
+    elif request.method == "POST" and form.is_valid() is False:
+        status = 200
+    tokens = list(service.list_tokens(request.user)) if service is not None else []
+    response = render(
+        request,
+        "portal/tokens/list.html",
+        {
+            "tokens": tokens,
+            "form": form,
+            "created_key": created_key,
+            "created_token": created_token,
+            "service_missing": service is None,
+            "nav": "tokens",
+        },
+        status=status,
+    )
+    # The key is in this page only: never keep it in a cache.
+    add_never_cache_headers(response)
+    return response
+
+
+@login_required
+@require_POST
+def token_revoke(request, pk):
+    service = _token_service()
+    if service is None:
+        raise Http404("API tokens are not available yet.")
+    try:
+        service.revoke_token(user=request.user, token_id=pk)
+    except NotAllowed as exc:
+        _refuse(exc)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Token revoked: it no longer works.")
+    return redirect(reverse("token-list"))
