@@ -1,0 +1,538 @@
+"""Serializers of the REST API: shapes of rows, and parsing of request bodies. No rules.
+
+- Admin-owned records (departments, sandbox accounts, products) are validated by the
+  model's own `full_clean()`, so the API answers with the admin's messages
+  (`FullCleanModelSerializer`).
+- Requests that start work (create/delete/retry/cancel) only parse references here
+  (product slug -> Product) and hand the values to `portal.services.environments`, which
+  decides everything else.
+- Relations in bodies are referred to by slug (departments, products), AWS account id
+  (sandbox accounts) and username (users), the same keys the list filters take.
+"""
+
+import copy
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import ProhibitNullCharactersValidator
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.fields import ProhibitSurrogateCharactersValidator
+from rest_framework.settings import api_settings
+
+from portal.models import (
+    ApiToken,
+    CidrPool,
+    Department,
+    Endpoint,
+    Environment,
+    GitHubMirror,
+    Product,
+    Run,
+    RunEvent,
+    SandboxAccount,
+)
+from portal.services.tokens import is_usable
+
+User = get_user_model()
+
+# Kept on every field: they protect the database driver (PostgreSQL refuses NUL), not rules.
+ENCODING_VALIDATORS = (ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator)
+
+
+# --- References (small nested shapes) --------------------------------------------------------
+
+
+class UserRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+
+
+class PersonSerializer(UserRefSerializer):
+    """Who asked for something: enough to contact them."""
+
+    full_name = serializers.SerializerMethodField()
+    email = serializers.EmailField()
+
+    def get_full_name(self, user) -> str:
+        return user.get_full_name()
+
+
+class DepartmentRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    slug = serializers.CharField()
+    name = serializers.CharField()
+
+
+class ProductRefSerializer(DepartmentRefSerializer):
+    pass
+
+
+class AccountRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    account_id = serializers.CharField()
+    kind = serializers.CharField()
+    region = serializers.CharField()
+
+
+# --- Admin-owned CMDB records -----------------------------------------------------------------
+
+
+class FullCleanModelSerializer(serializers.ModelSerializer):
+    """A ModelSerializer whose checks are the model's `full_clean()` (field validators,
+    uniqueness, `clean()`), so the API says exactly what the admin says.
+
+    The validators DRF derives from the model are dropped (they would answer first, in DRF's
+    wording); type conversion and the encoding validators stay.
+    """
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for field in fields.values():
+            if field.read_only:
+                continue
+            field.validators = [v for v in field.validators if isinstance(v, ENCODING_VALIDATORS)]
+            if isinstance(field, serializers.CharField):
+                field.allow_blank = True  # "This field cannot be blank." comes from full_clean
+        return fields
+
+    def get_validators(self):
+        return []
+
+    def validate(self, attrs):
+        model = self.Meta.model
+        many_to_many = {field.name for field in model._meta.many_to_many}
+        instance = copy.copy(self.instance) if self.instance is not None else model()
+        for name, value in attrs.items():
+            if name not in many_to_many:
+                setattr(instance, name, value)
+        try:
+            instance.full_clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(
+                {
+                    (api_settings.NON_FIELD_ERRORS_KEY if key == NON_FIELD_ERRORS else key): messages
+                    for key, messages in exc.message_dict.items()
+                }
+            ) from None
+        return attrs
+
+
+class DepartmentSerializer(FullCleanModelSerializer):
+    members = serializers.SlugRelatedField(
+        many=True,
+        slug_field="username",
+        queryset=User.objects.all(),
+        required=False,
+        help_text="Usernames of the members (they may request environments of its products).",
+    )
+
+    class Meta:
+        model = Department
+        fields = ["id", "slug", "name", "members"]
+
+
+class CidrPoolSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CidrPool
+        fields = ["id", "cidr", "prefix_length", "description"]
+        read_only_fields = fields
+
+
+class SandboxAccountSerializer(FullCleanModelSerializer):
+    department = serializers.SlugRelatedField(slug_field="slug", queryset=Department.objects.all())
+    external_id = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=SandboxAccount._meta.get_field("external_id").max_length,
+        help_text="Write-only: the external id the role's trust policy expects.",
+    )
+    has_external_id = serializers.SerializerMethodField()
+    cidr_pools = CidrPoolSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = SandboxAccount
+        fields = [
+            "id",
+            "department",
+            "name",
+            "account_id",
+            "kind",
+            "region",
+            "role_arn",
+            "external_id",
+            "has_external_id",
+            "dns_zone",
+            "max_concurrent_runs",
+            "is_active",
+            "shared_infrastructure",
+            "cidr_pools",
+            "created_at",
+        ]
+
+    def get_has_external_id(self, account) -> bool:
+        return bool(account.external_id)
+
+
+class ProductSerializer(FullCleanModelSerializer):
+    department = serializers.SlugRelatedField(slug_field="slug", queryset=Department.objects.all())
+
+    class Meta:
+        model = Product
+        fields = ["id", "department", "slug", "name", "description"]
+
+
+# --- Design patterns (from the catalog, not the database) -------------------------------------
+
+
+class PatternEndpointSerializer(serializers.Serializer):
+    output = serializers.CharField(help_text="Terraform output holding the FQDN.")
+    kind = serializers.CharField()
+    url_output = serializers.CharField(allow_null=True, help_text="Terraform output holding a full URL, if any.")
+
+
+class PatternSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    version = serializers.CharField()
+    description = serializers.CharField()
+    cloud = serializers.CharField(help_text="`aws`, or `none` for patterns that need no cloud (the offline demo).")
+    expected_duration_seconds = serializers.IntegerField()
+    endpoints = PatternEndpointSerializer(many=True)
+    parameters = serializers.DictField(help_text="The parameters' JSON Schema (draft 2020-12).")
+    defaults = serializers.SerializerMethodField()
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_defaults(self, pattern):
+        return pattern.defaults()
+
+
+# --- Runs -------------------------------------------------------------------------------------
+
+
+class ProgressSerializer(serializers.Serializer):
+    resources_done = serializers.IntegerField()
+    resources_planned = serializers.IntegerField()
+    percent = serializers.IntegerField(allow_null=True, help_text="null until the plan is known.")
+
+
+class GitHubLinksSerializer(serializers.ModelSerializer):
+    run = serializers.IntegerField(source="run_id")
+
+    class Meta:
+        model = GitHubMirror
+        fields = ["run", "repository", "issue_number", "issue_url", "commit_sha", "commit_url", "closed"]
+
+
+class RunEnvironmentRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    product = serializers.CharField(source="product.slug")
+    status = serializers.CharField()
+
+
+class RunSerializer(serializers.ModelSerializer):
+    """A run in lists: what, where, how far."""
+
+    environment = RunEnvironmentRefSerializer()
+    account = AccountRefSerializer()
+    requested_by = UserRefSerializer(allow_null=True)
+    pattern = serializers.CharField(source="pattern_slug")
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "environment",
+            "account",
+            "kind",
+            "status",
+            "stage",
+            "pattern",
+            "pattern_version",
+            "requested_by",
+            "queued_at",
+            "dispatched_at",
+            "started_at",
+            "finished_at",
+            "cancel_requested_at",
+            "explanation",
+            "progress",
+            "rollback_of",
+            "last_event_seq",
+        ]
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, run):
+        return {
+            "resources_done": run.resources_done,
+            "resources_planned": run.resources_planned,
+            "percent": run.progress_percent,
+        }
+
+
+class RunDetailSerializer(RunSerializer):
+    """A run on its own: plus the plan, the queue position, what ran and the GitHub links."""
+
+    queue_position = serializers.SerializerMethodField()
+    rollback_run = serializers.SerializerMethodField()
+    cancel_requested_by = UserRefSerializer(allow_null=True)
+    github = serializers.SerializerMethodField()
+
+    class Meta(RunSerializer.Meta):
+        fields = RunSerializer.Meta.fields + [
+            "queue_position",
+            "plan_summary",
+            "traceback",
+            "worker",
+            "commands",
+            "cancel_requested_by",
+            "rollback_run",
+            "github",
+        ]
+
+    def get_queue_position(self, run) -> int | None:
+        """1-based place in the account's FIFO queue while queued, else null."""
+        from portal.services.dispatch import queue_position
+
+        return queue_position(run)
+
+    def get_rollback_run(self, run) -> int | None:
+        rollback = getattr(run, "rollback_run", None) if _has_related(run, "rollback_run") else None
+        return rollback.pk if rollback else None
+
+    @extend_schema_field(GitHubLinksSerializer(allow_null=True))
+    def get_github(self, run):
+        mirror = getattr(run, "github_mirror", None) if _has_related(run, "github_mirror") else None
+        return GitHubLinksSerializer(mirror).data if mirror else None
+
+
+def _has_related(obj, name: str) -> bool:
+    """A reverse one-to-one that may be absent (accessing it raises DoesNotExist)."""
+    try:
+        return getattr(obj, name) is not None
+    except Exception:  # RelatedObjectDoesNotExist
+        return False
+
+
+class RunEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RunEvent
+        fields = ["seq", "created_at", "kind", "level", "message", "data"]
+
+
+class RunEventsPageSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    status = serializers.CharField(help_text="The run's status now.")
+    finished = serializers.BooleanField(help_text="The run is terminal: no more events will come.")
+    events = RunEventSerializer(many=True)
+    last_seq = serializers.IntegerField(help_text="Pass as `after` to get the next events.")
+    has_more = serializers.BooleanField(help_text="More events exist beyond `limit`: ask again at once.")
+
+
+class CancelResultSerializer(serializers.Serializer):
+    result = serializers.ChoiceField(
+        choices=["dropped", "requested", "finished"],
+        help_text="`dropped`: it was queued and is cancelled; `requested`: it is running and is being "
+        "stopped; `finished`: it had already ended, nothing to cancel.",
+    )
+    message = serializers.CharField()
+    run = RunDetailSerializer()
+
+
+# --- Environments -----------------------------------------------------------------------------
+
+
+class EndpointRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Endpoint
+        fields = ["id", "fqdn", "url", "kind"]
+
+
+class LatestRunSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = ["id", "kind", "status", "stage", "queued_at", "started_at", "finished_at", "explanation", "progress"]
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, run):
+        return RunSerializer.get_progress(self, run)
+
+
+class LatestRunDetailSerializer(LatestRunSerializer):
+    queue_position = serializers.SerializerMethodField()
+
+    class Meta(LatestRunSerializer.Meta):
+        fields = LatestRunSerializer.Meta.fields + ["queue_position"]
+
+    def get_queue_position(self, run) -> int | None:
+        return RunDetailSerializer.get_queue_position(self, run)
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    """An environment in lists. Expects the queryset of `EnvironmentViewSet` (live endpoints
+    and the latest run prefetched), so a page costs the same number of queries at any size."""
+
+    product = ProductRefSerializer()
+    department = DepartmentRefSerializer(source="product.department")
+    account = AccountRefSerializer()
+    pattern = serializers.CharField(source="pattern_slug")
+    requested_by = UserRefSerializer(allow_null=True)
+    endpoints = EndpointRefSerializer(many=True, source="live_endpoints", help_text="Live endpoints.")
+    latest_run = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Environment
+        fields = [
+            "id",
+            "name",
+            "product",
+            "department",
+            "account",
+            "pattern",
+            "pattern_version",
+            "status",
+            "status_reason",
+            "cidr",
+            "endpoints",
+            "requested_by",
+            "latest_run",
+            "created_at",
+            "updated_at",
+            "deleted_at",
+        ]
+
+    latest_run_serializer = LatestRunSerializer
+
+    @extend_schema_field(LatestRunSerializer(allow_null=True))
+    def get_latest_run(self, environment):
+        runs = getattr(environment, "latest_runs", None)
+        if runs is None:  # not prefetched (a single object): one query
+            runs = list(environment.runs.order_by("-queued_at", "-id")[:1])
+        return self.latest_run_serializer(runs[0]).data if runs else None
+
+
+class EnvironmentDetailSerializer(EnvironmentSerializer):
+    """An environment on its own: plus parameters, outputs, orphans, the latest run with its
+    queue position, and the GitHub issues/commits of its requests."""
+
+    github = serializers.SerializerMethodField()
+    code_files = serializers.SerializerMethodField()
+
+    class Meta(EnvironmentSerializer.Meta):
+        fields = EnvironmentSerializer.Meta.fields + [
+            "parameters",
+            "outputs",
+            "orphans",
+            "orphans_checked_at",
+            "code_files",
+            "github",
+        ]
+
+    latest_run_serializer = LatestRunDetailSerializer
+
+    @extend_schema_field(LatestRunDetailSerializer(allow_null=True))
+    def get_latest_run(self, environment):
+        return super().get_latest_run(environment)
+
+    @extend_schema_field(GitHubLinksSerializer(many=True))
+    def get_github(self, environment):
+        mirrors = GitHubMirror.objects.filter(run__environment=environment).order_by("run_id")
+        return GitHubLinksSerializer(mirrors, many=True).data
+
+    def get_code_files(self, environment) -> list[str]:
+        """Names of the rendered Terraform files kept for delete (contents via the admin)."""
+        return sorted(environment.code_snapshot or {})
+
+
+class EnvironmentCreateSerializer(serializers.Serializer):
+    """The body of `POST /api/v1/environments/`: what the Create form asks for."""
+
+    product = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Product.objects.all(), help_text="Product slug, e.g. `shop`."
+    )
+    pattern = serializers.CharField(max_length=60, help_text="Design pattern slug (see /api/v1/patterns/).")
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=40,
+        help_text="Environment name; omitted or blank = the next free `sandbox-N`.",
+    )
+    parameters = serializers.DictField(
+        required=False, help_text="Values for the pattern's parameters (its JSON Schema); defaults fill the rest."
+    )
+    account = serializers.SlugRelatedField(
+        slug_field="account_id",
+        queryset=SandboxAccount.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="AWS account id of the sandbox account; omitted = the department's first active one.",
+    )
+
+
+class EnvironmentRequestResultSerializer(serializers.Serializer):
+    """What a create/delete/retry request answers (202): the environment and the queued run."""
+
+    environment = EnvironmentDetailSerializer()
+    run = RunDetailSerializer()
+
+
+# --- Endpoints --------------------------------------------------------------------------------
+
+
+class EndpointEnvironmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    pattern = serializers.CharField(source="pattern_slug")
+    pattern_version = serializers.CharField()
+    cidr = serializers.CharField()
+    account = AccountRefSerializer()
+    created_at = serializers.DateTimeField()
+
+
+class EndpointSerializer(serializers.ModelSerializer):
+    """An FQDN and who owns it: the environment, its product and department, the requester."""
+
+    environment = EndpointEnvironmentSerializer()
+    product = ProductRefSerializer(source="environment.product")
+    department = DepartmentRefSerializer(source="environment.product.department")
+    requester = PersonSerializer(source="environment.requested_by", allow_null=True)
+
+    class Meta:
+        model = Endpoint
+        fields = ["id", "fqdn", "url", "kind", "created_at", "released_at", "environment", "product", "department", "requester"]
+
+
+# --- API tokens -------------------------------------------------------------------------------
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    is_usable = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at", "is_usable"]
+        read_only_fields = fields
+
+    def get_is_usable(self, token) -> bool:
+        """Neither revoked nor expired."""
+        return is_usable(token)
+
+
+class ApiTokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, allow_blank=True, help_text="What the token is for, e.g. 'CI pipeline'.")
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Omitted = never expires.")
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    key = serializers.CharField(help_text="The key, shown this once: only its hash is stored.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = ApiTokenSerializer.Meta.fields + ["key"]
+        read_only_fields = fields
