@@ -5,6 +5,7 @@ and branching live in `portal.services`. Progress is read from the Run row, neve
 Celery's result backend (which only the `health` task uses).
 """
 
+import random
 import socket
 
 from celery import current_task, shared_task
@@ -37,3 +38,41 @@ def reap() -> None:
     from portal.services.reaper import reap_expired
 
     reap_expired()
+
+
+# GitHub mirror retries: exponential backoff with "equal jitter" (half fixed, half random),
+# so a GitHub outage does not make every worker retry in lockstep. 8 retries span ~20 min.
+MIRROR_MAX_RETRIES = 8
+MIRROR_BACKOFF_BASE_SECONDS = 5.0
+MIRROR_BACKOFF_CAP_SECONDS = 600.0
+
+
+def _mirror_backoff(retries: int, base: float = MIRROR_BACKOFF_BASE_SECONDS) -> float:
+    delay = min(MIRROR_BACKOFF_CAP_SECONDS, base * 2**retries)
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+@shared_task(bind=True, name="portal.mirror_run", ignore_result=True, acks_late=False, max_retries=MIRROR_MAX_RETRIES)
+def mirror_run(self, run_id: int) -> None:
+    """Bring the GitHub issue of a run's request up to date (see `sync_run`; idempotent).
+
+    Failures are already recorded on the GitHubMirror row; here they only decide when to try
+    again: after the delay GitHub asked for (rate limit, plus a little jitter), soon when
+    another pass holds the request, with exponential backoff on other errors, and not at all
+    when a retry cannot help (bad credentials, unknown repository, validation errors).
+    """
+    from portal.services.github_mirror import GitHubError, MirrorBusy, RateLimited, sync_run
+
+    try:
+        sync_run(run_id)
+    except RateLimited as exc:
+        wait = exc.retry_after_seconds + random.uniform(0, min(30.0, 0.1 * exc.retry_after_seconds + 1))
+        raise self.retry(countdown=wait, exc=exc) from None
+    except MirrorBusy as exc:
+        raise self.retry(countdown=_mirror_backoff(self.request.retries, base=1.0), exc=exc) from None
+    except GitHubError as exc:
+        if not exc.retryable:
+            return
+        raise self.retry(countdown=_mirror_backoff(self.request.retries), exc=exc) from None
+    except Exception as exc:
+        raise self.retry(countdown=_mirror_backoff(self.request.retries), exc=exc) from None

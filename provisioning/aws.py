@@ -518,7 +518,7 @@ def _records_named(route53, zone_id: str, fqdn: str) -> list[dict]:
         records = page.get("ResourceRecordSets", [])
         for record in records:
             if _zone_name(record["Name"]) != fqdn:
-                return found  # sorted by name: we are past it
+                continue
             if record["Type"] in _RECORD_TYPES:
                 found.append(
                     {

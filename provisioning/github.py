@@ -144,7 +144,7 @@ class GitHubMirrorClient:
             seconds_between_writes=seconds_between_writes,
             lazy=True,
         )
-        self._repo = self._github.get_repo(repository, lazy=True)
+        self._repo = self._github.get_repo(repository)  # lazy: no request until needed
 
     # -- issues ------------------------------------------------------------------------------
 

@@ -46,8 +46,8 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 # How much of stderr a StepResult keeps for the human explanation.
 STDERR_TAIL_BYTES = 4096
 
-# How often the watcher looks at the clock and the leader; `cancel` itself wakes it at once.
-_POLL_SECONDS = 0.1
+# How often the watcher looks at the clock, the leader and the cancel event.
+_POLL_SECONDS = 0.05
 
 
 class TerraformError(Exception):
@@ -665,11 +665,10 @@ class _Supervision:
             elif not killed and now >= interrupted_at + self.grace_seconds:
                 self.group.kill()
                 killed = True
-            if interrupted_at is None:
-                # Wakes up immediately on cancel.
-                self.cancel.wait(min(_POLL_SECONDS, max(self.deadline - now, 0.0)) or 0.01)
-            else:
-                self._stopped.wait(_POLL_SECONDS)
+            # Wait on `_stopped`, not on `cancel`: the step's end must wake the watcher at
+            # once (every step would otherwise pay up to a poll interval), and a cancel is
+            # still seen within _POLL_SECONDS.
+            self._stopped.wait(min(_POLL_SECONDS, max(self.deadline - now, 0.0)) or 0.01)
 
 
 class _Tail:

@@ -15,6 +15,7 @@ the banner (which asks Django for the login names).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -31,6 +32,12 @@ HOST = "127.0.0.1"
 STOP_GRACE = 10.0
 READY_TIMEOUT = 90.0
 COLORS = {"web": "\033[36m", "worker": "\033[33m", "beat": "\033[35m", "devstack": "\033[1m"}
+
+_PR_SET_PDEATHSIG = 1
+try:  # loaded before any fork: dlopen inside a forked child could deadlock
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:
+    _LIBC = None
 
 _print_lock = threading.Lock()
 _use_color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
@@ -68,6 +75,12 @@ def commands(port: int) -> dict[str, list[str]]:
     }
 
 
+def _die_with_devstack() -> None:
+    """In the child before exec: SIGTERM it if this script is SIGKILLed (Linux PDEATHSIG)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Child:
     """One process group whose merged stdout/stderr is relayed line by line."""
 
@@ -81,6 +94,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own group: the terminal's Ctrl-C reaches us, not them
+            preexec_fn=_die_with_devstack,
         )
         self.relay = threading.Thread(target=self._relay, name=f"relay-{name}", daemon=True)
         self.relay.start()

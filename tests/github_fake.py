@@ -10,8 +10,9 @@ Everything it answers is recorded in `fake.calls` as `Call(method, path, json, q
 `fake.requests()` gives "METHOD path" lines for exact-sequence assertions.
 
 Faults, each for the next matching request(s):
-- `fail(n, status=500, match=None, after_processing=False)`: answer `status`; with
-  `after_processing=True` the request takes effect first (a 502 from a proxy after the write);
+- `fail(n, status=500, match=None, after_processing=False, message=...)`: answer `status`
+  with `{"message": message}`; with `after_processing=True` the request takes effect first
+  (a 502 from a proxy after the write went through);
 - `delay(seconds, n=1, match=None)`: handle the request, then wait before answering (a client
   timeout after which the write DID happen);
 - `rate_limit(seconds, kind="reset"|"retry_after"|"secondary", n=1, match=None)`: 403 with
@@ -53,6 +54,7 @@ class _Fault:
     after_processing: bool = False
     seconds: float = 0.0
     rate_kind: str = "reset"
+    message: str = "Server Error"
 
 
 @dataclass
@@ -98,7 +100,9 @@ class FakeGitHub:
         self.refs[f"heads/{branch}"] = self._commit(root, [], "Initial commit")
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-github", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-github", daemon=True
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -120,9 +124,14 @@ class FakeGitHub:
         self.stop()
 
     # -- faults ---------------------------------------------------------------------------
-    def fail(self, n: int = 1, status: int = 500, *, match: str | None = None, after_processing: bool = False) -> None:
+    def fail(
+        self, n: int = 1, status: int = 500, *, match: str | None = None, after_processing: bool = False,
+        message: str = "Server Error",
+    ) -> None:
         with self.lock:
-            self.faults.append(_Fault("fail", n, _compile(match), status=status, after_processing=after_processing))
+            self.faults.append(
+                _Fault("fail", n, _compile(match), status=status, after_processing=after_processing, message=message)
+            )
 
     def delay(self, seconds: float, n: int = 1, *, match: str | None = None) -> None:
         with self.lock:
@@ -227,7 +236,7 @@ class FakeGitHub:
         if fault and fault.kind == "rate_limit":
             return _rate_limited(fault)
         if fault and fault.kind == "fail" and not fault.after_processing:
-            return fault.status, {}, {"message": "Server Error"}
+            return fault.status, {}, {"message": fault.message}
         try:
             with self.lock:
                 status, result = self._route(method, path, query, payload)
@@ -235,7 +244,7 @@ class FakeGitHub:
         except HTTPError as exc:
             status, result, extra = exc.status, {"message": exc.message}, exc.headers
         if fault and fault.kind == "fail":
-            return fault.status, {}, {"message": "Bad Gateway"}
+            return fault.status, {}, {"message": fault.message}
         if fault and fault.kind == "delay":
             time.sleep(fault.seconds)
         return status, extra, result
@@ -506,6 +515,7 @@ def _compile(match: str | None) -> re.Pattern | None:
 def _handler_for(fake: FakeGitHub):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms stalls
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

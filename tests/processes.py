@@ -121,10 +121,14 @@ def purge_broker(broker_url: str, transport_options: Mapping) -> str:
             client.close()
         return f"flushed {broker_url}"
     if broker_url.startswith("filesystem://"):
+        # control_folder holds the fanout bindings (worker pidboxes): stale ones from dead
+        # workers make every broadcast write files nobody reads. Only cleared when configured
+        # explicitly - kombu's default is `control` in the current directory, shared by all.
         folders = {
             transport_options.get("data_folder_in"),
             transport_options.get("data_folder_out"),
             transport_options.get("processed_folder"),
+            transport_options.get("control_folder"),
         }
         removed = 0
         for folder in filter(None, folders):
@@ -147,18 +151,21 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: its own group, and SIGTERM when pytest itself dies.
+try:  # loaded now, not in the forked child: dlopen there could deadlock on a loader lock
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:
+    _LIBC = None
 
-    start_new_session keeps Ctrl-C on pytest from reaching the children directly (we stop
-    them in order); PDEATHSIG covers a pytest that is SIGKILLed and never runs teardown.
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when pytest itself dies (Linux PDEATHSIG).
+
+    Covers a pytest that is SIGKILLed and never runs its teardown. Together with
+    start_new_session (so Ctrl-C on pytest does not hit the children directly; fixtures stop
+    them in order).
     """
-    os.setsid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ManagedProcess:
@@ -252,6 +259,7 @@ class ManagedProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
         self.pid_path.write_text(str(self.proc.pid))

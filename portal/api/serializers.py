@@ -13,7 +13,7 @@
 import copy
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.types import OpenApiTypes
@@ -28,10 +28,14 @@ from portal.models import (
     Department,
     Endpoint,
     Environment,
+    EnvironmentStatus,
     GitHubMirror,
     Product,
     Run,
     RunEvent,
+    RunKind,
+    RunStage,
+    RunStatus,
     SandboxAccount,
 )
 from portal.services.tokens import is_usable
@@ -40,6 +44,22 @@ User = get_user_model()
 
 # Kept on every field: they protect the database driver (PostgreSQL refuses NUL), not rules.
 ENCODING_VALIDATORS = (ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator)
+
+
+def enum_field(choices, **kwargs) -> serializers.ChoiceField:
+    """A read-only choice field documented as an inline enum with its labels.
+
+    Inline (wrapped in `allOf`, which drf-spectacular's enum hook leaves alone), because runs
+    and environments both have a `status`, and runs, accounts and events a `kind`, with
+    different choices: the shared components would be named `Status650Enum` and the like.
+    (ENUM_NAME_OVERRIDES in SPECTACULAR_SETTINGS would be the other way.)
+    """
+    schema = {
+        "allOf": [{"type": "string", "enum": [value for value, _ in choices.choices]}],
+        "description": "; ".join(f"`{value}` {label}" for value, label in choices.choices),
+    }
+    field_class = extend_schema_field(schema)(type(f"{choices.__name__}Field", (serializers.ChoiceField,), {}))
+    return field_class(choices=choices.choices, read_only=True, **kwargs)
 
 
 # --- References (small nested shapes) --------------------------------------------------------
@@ -220,6 +240,14 @@ class ProgressSerializer(serializers.Serializer):
     percent = serializers.IntegerField(allow_null=True, help_text="null until the plan is known.")
 
 
+def _progress(run) -> dict:
+    return {
+        "resources_done": run.resources_done,
+        "resources_planned": run.resources_planned,
+        "percent": run.progress_percent,
+    }
+
+
 class GitHubLinksSerializer(serializers.ModelSerializer):
     run = serializers.IntegerField(source="run_id")
 
@@ -242,6 +270,9 @@ class RunSerializer(serializers.ModelSerializer):
     account = AccountRefSerializer()
     requested_by = UserRefSerializer(allow_null=True)
     pattern = serializers.CharField(source="pattern_slug")
+    kind = enum_field(RunKind)
+    status = enum_field(RunStatus)
+    stage = enum_field(RunStage)
     progress = serializers.SerializerMethodField()
 
     class Meta:
@@ -269,11 +300,7 @@ class RunSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, run):
-        return {
-            "resources_done": run.resources_done,
-            "resources_planned": run.resources_planned,
-            "percent": run.progress_percent,
-        }
+        return _progress(run)
 
 
 class RunDetailSerializer(RunSerializer):
@@ -298,9 +325,7 @@ class RunDetailSerializer(RunSerializer):
 
     def get_queue_position(self, run) -> int | None:
         """1-based place in the account's FIFO queue while queued, else null."""
-        from portal.services.dispatch import queue_position
-
-        return queue_position(run)
+        return _queue_position(run)
 
     def get_rollback_run(self, run) -> int | None:
         rollback = getattr(run, "rollback_run", None) if _has_related(run, "rollback_run") else None
@@ -316,8 +341,14 @@ def _has_related(obj, name: str) -> bool:
     """A reverse one-to-one that may be absent (accessing it raises DoesNotExist)."""
     try:
         return getattr(obj, name) is not None
-    except Exception:  # RelatedObjectDoesNotExist
+    except ObjectDoesNotExist:
         return False
+
+
+def _queue_position(run) -> int | None:
+    from portal.services.dispatch import queue_position
+
+    return queue_position(run)
 
 
 class RunEventSerializer(serializers.ModelSerializer):
@@ -355,6 +386,9 @@ class EndpointRefSerializer(serializers.ModelSerializer):
 
 
 class LatestRunSerializer(serializers.ModelSerializer):
+    kind = enum_field(RunKind)
+    status = enum_field(RunStatus)
+    stage = enum_field(RunStage)
     progress = serializers.SerializerMethodField()
 
     class Meta:
@@ -363,7 +397,7 @@ class LatestRunSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, run):
-        return RunSerializer.get_progress(self, run)
+        return _progress(run)
 
 
 class LatestRunDetailSerializer(LatestRunSerializer):
@@ -373,7 +407,8 @@ class LatestRunDetailSerializer(LatestRunSerializer):
         fields = LatestRunSerializer.Meta.fields + ["queue_position"]
 
     def get_queue_position(self, run) -> int | None:
-        return RunDetailSerializer.get_queue_position(self, run)
+        """1-based place in the account's FIFO queue while queued, else null."""
+        return _queue_position(run)
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
@@ -384,6 +419,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
     department = DepartmentRefSerializer(source="product.department")
     account = AccountRefSerializer()
     pattern = serializers.CharField(source="pattern_slug")
+    status = enum_field(EnvironmentStatus)
     requested_by = UserRefSerializer(allow_null=True)
     endpoints = EndpointRefSerializer(many=True, source="live_endpoints", help_text="Live endpoints.")
     latest_run = serializers.SerializerMethodField()
@@ -458,9 +494,9 @@ class EnvironmentCreateSerializer(serializers.Serializer):
     product = serializers.SlugRelatedField(
         slug_field="slug", queryset=Product.objects.all(), help_text="Product slug, e.g. `shop`."
     )
-    pattern = serializers.CharField(max_length=60, help_text="Design pattern slug (see /api/v1/patterns/).")
+    pattern = serializers.CharField(help_text="Design pattern slug (see /api/v1/patterns/).")
     name = serializers.CharField(
-        required=False, allow_blank=True, max_length=40,
+        required=False, allow_blank=True,
         help_text="Environment name; omitted or blank = the next free `sandbox-N`.",
     )
     parameters = serializers.DictField(
@@ -526,7 +562,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
 
 class ApiTokenCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100, allow_blank=True, help_text="What the token is for, e.g. 'CI pipeline'.")
+    name = serializers.CharField(allow_blank=True, help_text="What the token is for, e.g. 'CI pipeline'.")
     expires_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Omitted = never expires.")
 
 

@@ -1,3 +1,35 @@
-"""API routes (filled in by the REST API work)."""
+"""API routes: /api/v1/... (the resources), /api/schema/ (OpenAPI 3), /api/docs/ (Swagger UI
+with locally served assets). Anything else under /api/ is a JSON 404 in the error shape."""
 
-urlpatterns = []
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from portal.api import views
+from portal.api.errors import not_found
+
+
+class Router(DefaultRouter):
+    """DefaultRouter (with the browsable root at /api/v1/) without `.json` suffix routes:
+    the format is negotiated with `Accept`, and the schema stays one path per resource."""
+
+    include_format_suffixes = False
+
+
+router = Router()
+router.register("departments", views.DepartmentViewSet, basename="department")
+router.register("accounts", views.SandboxAccountViewSet, basename="account")
+router.register("products", views.ProductViewSet, basename="product")
+router.register("patterns", views.PatternViewSet, basename="pattern")
+router.register("environments", views.EnvironmentViewSet, basename="environment")
+router.register("runs", views.RunViewSet, basename="run")
+router.register("endpoints", views.EndpointViewSet, basename="endpoint")
+router.register("tokens", views.TokenViewSet, basename="token")
+
+app_name = "api"
+urlpatterns = [
+    path("v1/", include(router.urls)),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    re_path(r"^", not_found),
+]

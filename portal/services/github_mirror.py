@@ -1,16 +1,522 @@
-"""The GitHub audit trail (issue 8). Until it lands, scheduling is a no-op.
+"""The GitHub audit trail (issue 8): every create/delete request becomes a GitHub issue, and the
+rendered Terraform code of the environment is committed to the provisioning repository.
 
-`schedule_mirror(run_id)` is called on commit of every run transition worth mirroring.
+`schedule_mirror(run_id)` is called on commit of every run transition worth mirroring
+(`portal.services.runs._mirror`). It only enqueues the `portal.mirror_run` task and never
+raises: GitHub being down, slow or rate-limited must never delay or fail provisioning.
+
+`sync_run(run_id)` (what the task calls) is idempotent. It reads the request run (a rollback run
+maps to the create run it rolls back) and its `GitHubMirror` row, and does only what is
+missing, in this order, saving the row after EACH successful call so a crash or an outage
+never makes it repeat a call that already succeeded:
+
+    create:  issue -> code commit -> "queued" -> "apply" -> "result" -> "rollback" -> close
+    destroy: issue -> "queued" -> "destroy" -> removal commit (destroyed only) -> "result" -> close
+
+A step is done when it is recorded on the row (`issue_number`, `closed`, or its key in
+`milestones`; the commit steps are the key "code"). Steps appear only once the run reached
+them, so each pass posts what happened since the last one.
+
+Writes whose outcome is unknown (a timeout, a 5xx after GitHub acted, a worker killed
+mid-call) are not repeated blindly: every issue and comment carries a hidden marker, the
+issue is looked up by its marker before one is opened, and after a failed pass the comments
+are read back before any is posted again. Commits are idempotent by content.
+
+Failures are recorded on the row (`last_error`, redacted; `attempts` counts failed passes)
+for the UI and the API, and as a run event when a streak of failures starts or ends.
+`last_error` is empty whenever the latest pass succeeded.
+
+Must not import views, the API or Celery tasks at module level.
 """
 
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import threading
+from datetime import timezone as dt_timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
 from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from portal.models import Environment, GitHubMirror, Run, RunEvent, RunKind, RunStage, RunStatus
+from portal.models.runs import TERMINAL
+from provisioning.github import GitHubError, GitHubMirrorClient, RateLimited
+from provisioning.redact import Redactor
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MirrorBusy", "RateLimited", "GitHubError", "is_enabled", "schedule_mirror", "sync_run"]
+
+ISSUE_LABELS = {RunKind.CREATE: ("portal", "create"), RunKind.DESTROY: ("portal", "delete")}
+LOOKUP_LABELS = ("portal",)
+# One pass rechecks the run after its work, so a transition that happened meanwhile (and whose
+# own task found this pass holding the lock) is not left for later; bounded, to stay short.
+MAX_ROUNDS = 4
+# Postgres advisory-lock namespace ("GH") for one sync pass per request run at a time.
+LOCK_NAMESPACE = 0x4748
+
+
+class MirrorBusy(Exception):
+    """Another pass is syncing the same request right now; try again in a moment."""
 
 
 def is_enabled() -> bool:
+    """The mirror is on only when both a token and a repository are configured."""
     return bool(settings.GITHUB_TOKEN and settings.GITHUB_REPOSITORY)
 
 
+def _redactor() -> Redactor:
+    return Redactor([settings.GITHUB_TOKEN] if settings.GITHUB_TOKEN else [])
+
+
+# --- scheduling -------------------------------------------------------------------------------
+
+
 def schedule_mirror(run_id: int) -> None:
-    """Ask a worker to bring the run's GitHub issue up to date (idempotent, retried)."""
+    """Ask a worker to bring the run's GitHub issue up to date (idempotent, retried).
+
+    Runs inside a transition's on-commit hook, so it must never raise: a broker that refuses
+    the message is logged and recorded on the mirror row, and the next transition (or a
+    later sync) catches up.
+    """
     if not is_enabled():
         return
+    try:
+        from portal.tasks import mirror_run
+
+        mirror_run.delay(run_id)
+    except Exception as exc:
+        message = _redactor().redact(f"Could not queue the GitHub sync: {type(exc).__name__}: {exc}")
+        log.warning("run %s: %s", run_id, message)
+        try:
+            request = _request_run(Run.objects.filter(pk=run_id).first())
+            if request is not None:
+                mirror = _mirror_row(request)
+                _record_failure(mirror, message)
+        except Exception:
+            log.warning("run %s: could not record that the GitHub sync was not queued", run_id, exc_info=True)
+
+
+# --- syncing ------------------------------------------------------------------------------------
+
+_clients: dict[tuple, GitHubMirrorClient] = {}
+_clients_lock = threading.Lock()
+
+
+def get_client() -> GitHubMirrorClient:
+    """One client per configuration and process, so a rate-limit pause it learned (no calls
+    until GitHub's reset) holds for every sync this process runs, not just the current one."""
+    key = (
+        settings.GITHUB_TOKEN,
+        settings.GITHUB_REPOSITORY,
+        settings.GITHUB_API_URL,
+        _setting("GITHUB_TIMEOUT", 10.0),
+        _setting("GITHUB_SECONDS_BETWEEN_WRITES", 0.5),
+    )
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = GitHubMirrorClient(
+                settings.GITHUB_TOKEN,
+                settings.GITHUB_REPOSITORY,
+                settings.GITHUB_API_URL,
+                timeout=key[3],
+                seconds_between_writes=key[4] or None,
+            )
+            _clients[key] = client
+        return client
+
+
+def reset_clients() -> None:
+    """Forget cached clients (and the rate-limit pauses they learned); for tests."""
+    with _clients_lock:
+        _clients.clear()
+
+
+def _setting(name: str, default: float) -> float:
+    return float(getattr(settings, name, default))
+
+
+def sync_run(run_id: int) -> GitHubMirror | None:
+    """Do what is missing on GitHub for the request `run_id` belongs to; returns its mirror row.
+
+    Returns None when the mirror is off or the run (or the create run a rollback belongs to)
+    no longer exists. Raises `MirrorBusy` when another pass holds the request, and
+    `GitHubError` / `RateLimited` (already recorded on the row) when GitHub failed.
+    """
+    if not is_enabled():
+        return None
+    request = _request_run(Run.objects.filter(pk=run_id).first())
+    if request is None:
+        return None
+    mirror = _mirror_row(request)
+    with _exclusive(request.pk):
+        mirror.refresh_from_db()
+        try:
+            _catch_up(get_client(), mirror)
+        except Exception as exc:
+            # GitHubError messages are redacted already; anything else (a bug, a database
+            # hiccup) is redacted here before it is stored, and re-raised for its traceback.
+            message = exc.message if isinstance(exc, GitHubError) else f"{type(exc).__name__}: {exc}"
+            _record_failure(mirror, _redactor().redact(message))
+            raise
+        if mirror.last_error:
+            _system_event(
+                mirror.run_id,
+                f"GitHub mirror caught up after {mirror.attempts} failed attempt(s): {mirror.issue_url}",
+            )
+            _save(mirror, last_error="")
+    return mirror
+
+
+def _request_run(run: Run | None) -> Run | None:
+    """The create/destroy run whose issue a run belongs to (a rollback's create run)."""
+    if run is None:
+        return None
+    if run.kind == RunKind.ROLLBACK:
+        return run.rollback_of
+    return run
+
+
+def _mirror_row(request: Run) -> GitHubMirror:
+    mirror, _ = GitHubMirror.objects.get_or_create(
+        run_id=request.pk, defaults={"repository": settings.GITHUB_REPOSITORY}
+    )
+    return mirror
+
+
+@contextmanager
+def _exclusive(request_run_id: int) -> Iterator[None]:
+    """One sync pass per request at a time, across worker processes and hosts.
+
+    Two passes of one request (say the "queued" and the "apply started" tasks on two pool
+    processes) would otherwise both see no issue and both open one. PostgreSQL: a session
+    advisory lock (no transaction held open across HTTP calls, released if the worker dies).
+    SQLite, which is one host by nature: an flock under VAR_DIR.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, request_run_id % 2**31])
+            acquired = cursor.fetchone()[0]
+        if not acquired:
+            raise MirrorBusy(f"run {request_run_id} is being synced by another worker")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, request_run_id % 2**31])
+        return
+    folder = Path(settings.VAR_DIR) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"github-mirror-{request_run_id}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MirrorBusy(f"run {request_run_id} is being synced by another process") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _save(mirror: GitHubMirror, **changes) -> None:
+    """Record progress at once (the caller holds the request's lock, so the row is ours)."""
+    for name, value in changes.items():
+        setattr(mirror, name, value)
+    mirror.save(update_fields=[*changes, "updated_at"])
+
+
+def _record_failure(mirror: GitHubMirror, message: str) -> None:
+    mirror.refresh_from_db(fields=["attempts", "last_error"])
+    first = not mirror.last_error
+    _save(mirror, attempts=mirror.attempts + 1, last_error=message[:4000])
+    log.warning("GitHub mirror of run %s failed (attempt %s): %s", mirror.run_id, mirror.attempts, message)
+    if first:
+        _system_event(mirror.run_id, f"GitHub mirror failed; it is retried: {message}", "warning")
+
+
+def _system_event(run_id: int, message: str, level: str = "info") -> None:
+    from portal.services.events import append_events
+
+    append_events(run_id, [{"kind": RunEvent.Kind.SYSTEM, "level": level, "message": message}])
+
+
+# --- what to do -------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """One thing to mirror: a comment (`body`), a commit (`commit`="add"/"remove") or closing."""
+
+    key: str
+    body: str = ""
+    commit: str = ""
+    close_reason: str = ""
+
+
+def _catch_up(client: GitHubMirrorClient, mirror: GitHubMirror) -> None:
+    verified_comments = False
+    for _ in range(MAX_ROUNDS):
+        request = (
+            Run.objects.select_related(
+                "environment", "environment__product", "environment__product__department", "environment__account",
+                "requested_by",
+            ).get(pk=mirror.run_id)
+        )
+        rollback = Run.objects.filter(rollback_of=request).first() if request.kind == RunKind.CREATE else None
+        view = RequestView(request, rollback)
+        if not mirror.issue_number:
+            found = client.find_issue(view.issue_marker, labels=LOOKUP_LABELS)
+            number, url = found or client.open_issue(view.title, view.issue_body(), ISSUE_LABELS[request.kind])
+            _save(mirror, issue_number=number, issue_url=url)
+            _system_event(request.pk, f"GitHub issue #{number}: {url}")
+        steps = [s for s in view.steps(mirror) if s.key not in mirror.milestones and not (s.close_reason and mirror.closed)]
+        if not steps:
+            return
+        if mirror.last_error and not verified_comments and any(s.body for s in steps):
+            # The last pass failed: a comment may have been created although we saw an error.
+            bodies = client.comment_bodies(mirror.issue_number)
+            already = [s.key for s in steps if s.body and any(view.step_marker(s.key) in b for b in bodies)]
+            if already:
+                _save(mirror, milestones=[*mirror.milestones, *already])
+            verified_comments = True
+            steps = [s for s in steps if s.key not in already]
+        for step in steps:
+            if step.commit:
+                files = view.environment.code_snapshot or {}
+                if step.commit == "add" and files:
+                    sha, url = client.commit_files(view.code_path, files, view.commit_message(mirror.issue_number))
+                elif step.commit == "remove":
+                    sha, url = client.delete_files(view.code_path, view.commit_message(mirror.issue_number))
+                else:
+                    sha, url = "", ""
+                _save(mirror, commit_sha=sha, commit_url=url, milestones=[*mirror.milestones, step.key])
+            elif step.close_reason:
+                client.close_issue(mirror.issue_number, reason=step.close_reason)
+                _save(mirror, closed=True)
+            else:
+                body = view.render(step, mirror)
+                client.comment(mirror.issue_number, body)
+                _save(mirror, milestones=[*mirror.milestones, step.key])
+
+
+class RequestView:
+    """What a request looks like on GitHub: titles, bodies and the steps reached so far."""
+
+    def __init__(self, request: Run, rollback: Run | None):
+        self.request = request
+        self.rollback = rollback
+        self.environment: Environment = request.environment
+        self.portal = settings.PORTAL_URL
+
+    # identity --------------------------------------------------------------------------
+    @property
+    def issue_marker(self) -> str:
+        return f"<!-- portal-mirror run={self.request.pk} portal={self.portal} -->"
+
+    def step_marker(self, key: str) -> str:
+        return f"<!-- portal-mirror run={self.request.pk} step={key} portal={self.portal} -->"
+
+    def run_url(self, run: Run) -> str:
+        return f"{self.portal}/runs/{run.pk}/"
+
+    @property
+    def name(self) -> str:
+        return f"{self.environment.product.slug}/{self.environment.name}"
+
+    @property
+    def code_path(self) -> str:
+        env = self.environment
+        return f"environments/{env.account.account_id}/{env.product.slug}-{env.name}"
+
+    @property
+    def title(self) -> str:
+        if self.request.kind == RunKind.CREATE:
+            return f"Create {self.name} ({self.request.pattern_slug} {self.request.pattern_version})"
+        return f"Delete {self.name}"
+
+    def commit_message(self, issue_number: int | None) -> str:
+        verb = "Create" if self.request.kind == RunKind.CREATE else "Delete"
+        pattern = f" ({self.request.pattern_slug} {self.request.pattern_version})" if verb == "Create" else ""
+        refs = f"\nRefs #{issue_number}" if issue_number else ""
+        return f"{verb} {self.name}{pattern}\n\nRun #{self.request.pk}: {self.run_url(self.request)}{refs}\n"
+
+    # the issue -------------------------------------------------------------------------
+    def issue_body(self) -> str:
+        env, run = self.environment, self.request
+        product, department, account = env.product, env.product.department, env.account
+        requester = getattr(run.requested_by, "username", "") or "the portal"
+        verb = "Create" if run.kind == RunKind.CREATE else "Delete"
+        lines = [
+            f"**{verb}** {code(self.name)}, requested through the sandbox portal.",
+            "",
+            f"- **Product:** {code(product.slug)} ({code(product.name)})",
+            f"- **Department:** {code(department.slug)} ({code(department.name)})",
+            f"- **Pattern:** {code(run.pattern_slug)} version {code(run.pattern_version)}",
+            f"- **Account:** {code(account.name)} ({code(account.account_id)}, {code(account.kind)}, {code(account.region)})",
+        ]
+        if env.cidr:
+            lines.append(f"- **Network:** {code(env.cidr)}")
+        lines += [
+            f"- **Requested by:** {code(requester)}",
+            f"- **Run:** [#{run.pk}]({self.run_url(run)})",
+            f"- **Code:** {code(self.code_path + '/')}",
+            "",
+            "**Parameters:**",
+            "",
+            fenced(json.dumps(env.parameters or {}, indent=2, sort_keys=True, ensure_ascii=False), "json"),
+            "",
+            self.issue_marker,
+        ]
+        return "\n".join(lines)
+
+    # steps -----------------------------------------------------------------------------
+    def steps(self, mirror: GitHubMirror) -> list[Step]:
+        """Every step the request has reached, in order (done ones included)."""
+        run, rollback = self.request, self.rollback
+        terminal = run.status in TERMINAL
+        out: list[Step] = []
+        if run.kind == RunKind.CREATE:
+            out.append(Step("code", commit="add"))
+            out.append(Step("queued"))
+            if _reached(run, RunStage.APPLY):
+                out.append(Step("apply"))
+            if terminal:
+                out.append(Step("result"))
+            if rollback is not None and rollback.status in TERMINAL:
+                out.append(Step("rollback"))
+            finished = terminal and (rollback is None or rollback.status in TERMINAL)
+            succeeded = run.status == RunStatus.SUCCEEDED
+        else:
+            out.append(Step("queued"))
+            if _reached(run, RunStage.DESTROY):
+                out.append(Step("destroy"))
+            if run.status == RunStatus.SUCCEEDED:
+                out.append(Step("code", commit="remove"))
+            if terminal:
+                out.append(Step("result"))
+            finished = terminal
+            succeeded = run.status == RunStatus.SUCCEEDED
+        if finished:
+            out.append(Step("close", close_reason="completed" if succeeded else "not_planned"))
+        return out
+
+    def render(self, step: Step, mirror: GitHubMirror) -> str:
+        text = getattr(self, f"_{step.key}")(mirror)
+        return f"{text}\n\n{self.step_marker(step.key)}"
+
+    def _queued(self, mirror: GitHubMirror) -> str:
+        run = self.request
+        text = f"Queued at {stamp(run.queued_at)} as run [#{run.pk}]({self.run_url(run)}) in account {code(self.environment.account.name)}."
+        if run.kind == RunKind.CREATE and mirror.commit_sha:
+            text += f"\n\nRendered code: [{mirror.commit_sha[:7]}]({mirror.commit_url}) in {code(self.code_path + '/')}."
+        return text
+
+    def _apply(self, mirror: GitHubMirror) -> str:
+        plan = self.request.plan_summary or {}
+        counts = ", ".join(f"{plan.get(k, 0)} to {k}" for k in ("add", "change", "destroy")) if plan else ""
+        started = _stage_time(self.request, RunStage.APPLY)
+        return f"Apply started{' at ' + stamp(started) if started else ''}." + (f" Plan: {counts}." if counts else "")
+
+    def _destroy(self, mirror: GitHubMirror) -> str:
+        started = _stage_time(self.request, RunStage.DESTROY)
+        return f"Destroy started{' at ' + stamp(started) if started else ''}."
+
+    def _result(self, mirror: GitHubMirror) -> str:
+        run = self.request
+        when = stamp(run.finished_at) if run.finished_at else "the end"
+        if run.kind == RunKind.CREATE:
+            if run.status == RunStatus.SUCCEEDED:
+                endpoints = list(self.environment.endpoints.order_by("fqdn"))
+                lines = [f"**Succeeded** at {when}: {code(self.name)} is ready."]
+                if endpoints:
+                    lines += ["", "Endpoints:"]
+                    lines += [f"- {code(e.fqdn)}" + (f" {e.url}" if e.url else "") for e in endpoints]
+                return "\n".join(lines)
+            text = f"**{run.get_status_display()}** at {when} (stage: {run.stage}):\n\n{fenced(self._explain(run))}"
+            if self.rollback is not None:
+                text += f"\n\nRollback run [#{self.rollback.pk}]({self.run_url(self.rollback)}) destroys what the failed apply created."
+            return text
+        if run.status == RunStatus.SUCCEEDED:
+            text = f"**Destroyed** at {when}: the state of {code(self.name)} is empty and its allocations are released."
+            if mirror.commit_sha:
+                text += f"\n\nCode removed in [{mirror.commit_sha[:7]}]({mirror.commit_url})."
+            return text
+        return (
+            f"**Delete {run.get_status_display().lower()}** at {when}:\n\n{fenced(self._explain(run))}\n\n"
+            "The state and the code are kept; the delete can be retried."
+        )
+
+    def _rollback(self, mirror: GitHubMirror) -> str:
+        rollback = self.rollback
+        link = f"[#{rollback.pk}]({self.run_url(rollback)})"
+        when = stamp(rollback.finished_at) if rollback.finished_at else "the end"
+        if rollback.status == RunStatus.SUCCEEDED:
+            return f"**Rolled back** at {when}: run {link} destroyed everything the failed apply created; the state is empty."
+        return (
+            f"**Rollback {rollback.get_status_display().lower()}** at {when} (run {link}):\n\n{fenced(self._explain(rollback))}\n\n"
+            "The state is kept and the resources in it still exist: the environment needs attention "
+            "(deleting it retries the destroy)."
+        )
+
+    def _explain(self, run: Run) -> str:
+        return _redactor().redact(run.explanation or "(no explanation recorded)")
+
+
+def _reached(run: Run, stage: str) -> bool:
+    """Whether the run got to `stage` (it is there now, or a stage event says it was)."""
+    if run.stage == stage or (stage == RunStage.APPLY and run.stage == RunStage.OUTPUTS):
+        return True
+    if run.kind == RunKind.CREATE and stage == RunStage.APPLY and run.status == RunStatus.SUCCEEDED:
+        return True
+    if run.kind == RunKind.DESTROY and stage == RunStage.DESTROY and run.status == RunStatus.SUCCEEDED:
+        return True
+    return run.events.filter(kind=RunEvent.Kind.STAGE, data__stage=stage).exists()
+
+
+def _stage_time(run: Run, stage: str):
+    event = run.events.filter(kind=RunEvent.Kind.STAGE, data__stage=stage).order_by("seq").first()
+    return event.created_at if event else None
+
+
+# --- markdown helpers -------------------------------------------------------------------------
+
+
+def code(text: str) -> str:
+    """`text` as inline code, whatever backticks it holds (and so no @mention or link)."""
+    text = str(text).replace("\n", " ")
+    longest = max((len(run) for run in _backtick_runs(text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def fenced(text: str, language: str = "") -> str:
+    """`text` as a fenced code block that no line of it can close."""
+    longest = max((len(run) for run in _backtick_runs(text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def _backtick_runs(text: str) -> list[str]:
+    runs, current = [], ""
+    for char in text:
+        if char == "`":
+            current += char
+        elif current:
+            runs.append(current)
+            current = ""
+    if current:
+        runs.append(current)
+    return runs
+
+
+def stamp(moment) -> str:
+    return timezone.localtime(moment, dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""

@@ -45,7 +45,8 @@ def create_token(*, user, name: str, expires_at=None) -> tuple[ApiToken, str]:
     if expires_at is not None and expires_at <= timezone.now():
         errors["expires_at"] = "The expiry must be in the future."
     if errors:
-        raise InvalidRequest(next(iter(errors.values())), errors=errors)
+        field = next(iter(errors))
+        raise InvalidRequest(errors[field], field=field, errors=errors)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,

@@ -5,6 +5,8 @@ or a 403 page that says why). No rule about who may do what lives here.
 
 from __future__ import annotations
 
+from datetime import datetime, time
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -12,12 +14,14 @@ from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal import selectors
 from portal.models import Environment, EnvironmentStatus, Product, Run, RunStatus
 from portal.services import environments as environment_service
+from portal.services import tokens as token_service
 from portal.services.catalog import get_catalog
 from portal.services.errors import NotAllowed, ServiceError
 from portal.services.permissions import can_manage_product
@@ -248,8 +252,8 @@ def environment_delete(request, pk):
     except NotAllowed as exc:
         _refuse(exc)
     except ServiceError as exc:
-        form.add_error(None, exc.message)
-        return _environment_page(request, environment, delete_form=form, status=409)
+        messages.error(request, exc.message)
+        return _environment_page(request, environment, status=409)
     messages.success(request, f"Delete of {environment} requested: run #{run.pk} destroys it.")
     return redirect("run-detail", pk=run.pk)
 
@@ -354,59 +358,43 @@ def run_cancel(request, pk):
 # --- API tokens ---------------------------------------------------------------------------------
 
 
-def _token_service():
-    """The token service (written alongside the REST API); None until it exists."""
-    try:
-        from portal.services import tokens
-    except ImportError:
-        return None
-    return tokens
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def token_list(request):
-    """Own tokens; POST creates one and shows its key once, in this response only."""
-    service = _token_service()
+    """Own tokens; POST creates one and shows its key once, in this response only (never
+    stored, never redirected through the session)."""
     form = TokenCreateForm(request.POST or None)
-    created_key = None
-    created_token = None
+    created_token, created_key = None, None
     status = 200
-    if request.method == "POST" and service is not None and form.is_valid():
+    if request.method == "POST" and form.is_valid():
         expires = form.cleaned_data["expires_at"]
-        expires_at = None
-        if expires is not None:
-            from datetime import datetime, time
-
-            from django.utils import timezone
-
-            expires_at = timezone.make_aware(datetime.combine(expires, time.max.replace(microsecond=0)))
+        # A date means "valid through that day", in the portal's time zone.
+        expires_at = timezone.make_aware(datetime.combine(expires, time(23, 59, 59))) if expires else None
         try:
-            created_token, created_key = service.create_token(
+            created_token, created_key = token_service.create_token(
                 user=request.user, name=form.cleaned_data["name"], expires_at=expires_at
             )
+        except NotAllowed as exc:
+            _refuse(exc)
         except ServiceError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            apply_service_error(exc, form, None)
         else:
             form = TokenCreateForm()
             status = 201
-    elif request.method == "POST" and form.is_valid() is False:
-        status = 200
-    tokens = list(service.list_tokens(request.user)) if service is not None else []
     response = render(
         request,
         "portal/tokens/list.html",
         {
-            "tokens": tokens,
+            "tokens": list(token_service.list_tokens(request.user)),
             "form": form,
             "created_key": created_key,
             "created_token": created_token,
-            "service_missing": service is None,
+            "now": timezone.now(),
             "nav": "tokens",
         },
         status=status,
     )
-    # The key is in this page only: never keep it in a cache.
+    # The key is in this page only: no cache may keep it.
     add_never_cache_headers(response)
     return response
 
@@ -414,15 +402,12 @@ def token_list(request):
 @login_required
 @require_POST
 def token_revoke(request, pk):
-    service = _token_service()
-    if service is None:
-        raise Http404("API tokens are not available yet.")
     try:
-        service.revoke_token(user=request.user, token_id=pk)
+        token = token_service.revoke_token(user=request.user, token_id=pk)
     except NotAllowed as exc:
         _refuse(exc)
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, "Token revoked: it no longer works.")
+        messages.success(request, f"Token “{token.name}” revoked: it no longer works.")
     return redirect(reverse("token-list"))

@@ -1,0 +1,369 @@
+"""REST API views: thin. They parse, call the same service or selector the browser UI calls,
+and shape the answer. No rule lives here (STYLE: "UI view, API view, admin action and
+management command call the same service").
+
+Querysets are built once per resource (`*_queryset()`) with every relation a serializer
+touches joined or prefetched, so a list costs the same handful of queries at any page size.
+Detail routes do not apply the list filters: a deleted environment or a released endpoint
+stays reachable by id (the CMDB keeps them for audit).
+"""
+
+from django.contrib.auth import get_user_model
+from django.db.models import Prefetch
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+
+from portal.api import serializers as s
+from portal.api.filters import DepartmentFilterSet, ProductFilterSet, SandboxAccountFilterSet
+from portal.api.idempotency import idempotent
+from portal.api.permissions import ReadForAllStaffWrites
+from portal.api.schema import PortalAutoSchema
+from portal.filters import EndpointFilterSet, EnvironmentFilterSet, RunFilterSet
+from portal.models import Department, Endpoint, Environment, Product, Run, SandboxAccount
+from portal.selectors import run_events_after
+from portal.services import environments, tokens
+from portal.services.catalog import get_catalog
+
+User = get_user_model()
+
+EVENTS_DEFAULT_LIMIT = 500
+EVENTS_MAX_LIMIT = 1000
+CANCEL_MESSAGES = {
+    "dropped": "The run was still queued: it is cancelled and nothing ran.",
+    "requested": "The run is being stopped: Terraform is interrupted and the run ends as cancelled.",
+    "finished": "The run had already finished; there was nothing to cancel.",
+}
+
+
+class ApiViewMixin:
+    """What every API view shares: the schema generator that documents the error shape."""
+
+    schema = PortalAutoSchema()
+
+
+class ListFiltersOnlyMixin:
+    """Apply the FilterSet to lists only: detail routes find any row by id."""
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        return super().filter_queryset(queryset)
+
+
+# --- Querysets ------------------------------------------------------------------------------
+
+
+def environment_queryset():
+    """Environments with everything `EnvironmentSerializer` reads: 1 query + 2 prefetches."""
+    return (
+        Environment.objects.select_related("product__department", "account", "requested_by")
+        .prefetch_related(
+            Prefetch(
+                "endpoints",
+                queryset=Endpoint.objects.filter(released_at__isnull=True).order_by("fqdn"),
+                to_attr="live_endpoints",
+            ),
+            # A sliced prefetch: Django fetches only the newest run of each environment.
+            Prefetch("runs", queryset=Run.objects.order_by("-queued_at", "-id")[:1], to_attr="latest_runs"),
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def run_queryset(detail: bool = False):
+    queryset = Run.objects.select_related("environment__product__department", "account", "requested_by")
+    if detail:
+        queryset = queryset.select_related("cancel_requested_by", "github_mirror", "rollback_run")
+    return queryset.order_by("-queued_at", "-id")
+
+
+def endpoint_queryset():
+    return Endpoint.objects.select_related(
+        "environment__product__department", "environment__account", "environment__requested_by"
+    ).order_by("fqdn", "id")
+
+
+def normalise_fqdn(value: str) -> str:
+    """As `EndpointFilterSet` does: case-insensitive, trailing dot ignored."""
+    return value.strip().lower().rstrip(".")
+
+
+# --- Admin-owned CMDB records -----------------------------------------------------------------
+
+
+class DepartmentViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    """Departments: read by everyone signed in, changed by staff (validated as in the admin)."""
+
+    queryset = Department.objects.prefetch_related(
+        Prefetch("members", queryset=User.objects.only("id", "username").order_by("username"))
+    ).order_by("name", "id")
+    serializer_class = s.DepartmentSerializer
+    permission_classes = [ReadForAllStaffWrites]
+    filterset_class = DepartmentFilterSet
+
+
+class SandboxAccountViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    """Sandbox accounts (with their CIDR pools, read-only here): staff write."""
+
+    queryset = (
+        SandboxAccount.objects.select_related("department").prefetch_related("cidr_pools").order_by("name", "id")
+    )
+    serializer_class = s.SandboxAccountSerializer
+    permission_classes = [ReadForAllStaffWrites]
+    filterset_class = SandboxAccountFilterSet
+
+
+class ProductViewSet(ApiViewMixin, viewsets.ModelViewSet):
+    """Products: staff write."""
+
+    queryset = Product.objects.select_related("department").order_by("name", "id")
+    serializer_class = s.ProductSerializer
+    permission_classes = [ReadForAllStaffWrites]
+    filterset_class = ProductFilterSet
+
+
+# --- Design patterns --------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[OpenApiParameter("slug", str, OpenApiParameter.PATH, description="Pattern slug.")])
+)
+class PatternViewSet(ApiViewMixin, viewsets.GenericViewSet):
+    """The design-pattern catalog (read-only; patterns are files under `patterns/`)."""
+
+    serializer_class = s.PatternSerializer
+    filter_backends = []
+    lookup_field = "slug"
+    lookup_value_regex = r"[^/]+"
+
+    def list(self, request):
+        patterns = sorted(get_catalog().values(), key=lambda pattern: pattern.slug)
+        page = self.paginate_queryset(patterns)
+        return self.get_paginated_response(s.PatternSerializer(page, many=True).data)
+
+    def retrieve(self, request, slug=None):
+        pattern = get_catalog().get(slug)
+        if pattern is None:
+            raise NotFound(f"There is no design pattern {slug!r}.")
+        return Response(s.PatternSerializer(pattern).data)
+
+
+# --- Environments -----------------------------------------------------------------------------
+
+
+class EnvironmentViewSet(ApiViewMixin, ListFiltersOnlyMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                         viewsets.GenericViewSet):
+    """Environments: list/search (the browser list page's filters), detail, request create,
+    delete and retry. Who may request what is decided by `portal.services.environments`."""
+
+    filterset_class = EnvironmentFilterSet
+
+    def get_queryset(self):
+        return environment_queryset()
+
+    def get_serializer_class(self):
+        return s.EnvironmentSerializer if self.action == "list" else s.EnvironmentDetailSerializer
+
+    def accepted(self, run: Run) -> Response:
+        """202 with the environment and the queued run, read back through the API querysets."""
+        result = {
+            "environment": environment_queryset().get(pk=run.environment_id),
+            "run": run_queryset(detail=True).get(pk=run.pk),
+        }
+        return Response(s.EnvironmentRequestResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Request a new environment",
+        description="Validates the request and queues a create run (dispatched to a worker once "
+        "committed). Answers 202 with the environment (`provisioning`) and its run; follow the run "
+        "at /api/v1/runs/{id}/ and its events. Members of the product's department and staff may.",
+        request=s.EnvironmentCreateSerializer,
+        responses={202: s.EnvironmentRequestResultSerializer},
+    )
+    @idempotent
+    def create(self, request):
+        body = s.EnvironmentCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        values = body.validated_data
+        run = environments.request_create(
+            user=request.user,
+            product=values["product"],
+            pattern_slug=values["pattern"],
+            name=values.get("name"),
+            parameters=values.get("parameters"),
+            account=values.get("account"),
+        )
+        return self.accepted(run)
+
+    @extend_schema(
+        summary="Delete an environment",
+        description="Queues a destroy run with the environment's stored code (202). The row is "
+        "kept for audit with status `deleted` once the destroy succeeds.",
+        request=None,
+        responses={202: s.EnvironmentRequestResultSerializer},
+    )
+    @idempotent
+    def destroy(self, request, pk=None):
+        run = environments.request_delete(user=request.user, environment=self.get_object())
+        return self.accepted(run)
+
+    @extend_schema(
+        summary="Retry an incomplete environment",
+        description="Runs the create again from the same code and state (after a cancel or a lost worker).",
+        request=None,
+        responses={202: s.EnvironmentRequestResultSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def retry(self, request, pk=None):
+        run = environments.request_retry(user=request.user, environment=self.get_object())
+        return self.accepted(run)
+
+
+# --- Runs -------------------------------------------------------------------------------------
+
+
+class EventsQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(required=False, default=0, min_value=0, help_text="Return events with seq > after.")
+    limit = serializers.IntegerField(
+        required=False, default=EVENTS_DEFAULT_LIMIT, min_value=1, max_value=EVENTS_MAX_LIMIT
+    )
+
+
+class RunViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyModelViewSet):
+    """Runs: the source of truth for progress. Tail `events/?after=` and `cancel/`."""
+
+    filterset_class = RunFilterSet
+
+    def get_queryset(self):
+        return run_queryset(detail=self.action != "list")
+
+    def get_serializer_class(self):
+        return s.RunSerializer if self.action == "list" else s.RunDetailSerializer
+
+    @extend_schema(
+        summary="Tail a run's events",
+        description="Events with `seq > after`, oldest first, at most `limit`. Poll again with "
+        "`after=last_seq` until `finished` is true and `has_more` is false.",
+        parameters=[EventsQuerySerializer],
+        responses={200: s.RunEventsPageSerializer},
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def events(self, request, pk=None):
+        run = self.get_object()
+        query = EventsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        after, limit = query.validated_data["after"], query.validated_data["limit"]
+        events = run_events_after(run.pk, after=after, limit=limit + 1)
+        has_more = len(events) > limit
+        events = events[:limit]
+        page = {
+            "run": run.pk,
+            "status": run.status,
+            "finished": run.is_terminal,
+            "events": events,
+            "last_seq": events[-1].seq if events else after,
+            "has_more": has_more,
+        }
+        return Response(s.RunEventsPageSerializer(page).data)
+
+    @extend_schema(
+        summary="Cancel a run",
+        description="A queued run is dropped at once (200, `dropped`); a running one is asked to "
+        "stop (202, `requested`): Terraform gets an interrupt and the run ends `cancelled`. A run "
+        "that already ended answers 200 `finished`.",
+        request=None,
+        responses={200: s.CancelResultSerializer, 202: s.CancelResultSerializer},
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    @idempotent
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        result = environments.request_cancel(user=request.user, run=run)
+        body = {
+            "result": result,
+            "message": CANCEL_MESSAGES.get(result, result),
+            "run": run_queryset(detail=True).get(pk=run.pk),
+        }
+        http_status = status.HTTP_202_ACCEPTED if result == "requested" else status.HTTP_200_OK
+        return Response(s.CancelResultSerializer(body).data, status=http_status)
+
+
+# --- Endpoints --------------------------------------------------------------------------------
+
+
+class EndpointViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyModelViewSet):
+    """Endpoints (FQDNs) and who owns them. `?fqdn=` filters the list; `by-fqdn/{fqdn}/`
+    answers "which environment owns this FQDN and who asked for it"."""
+
+    serializer_class = s.EndpointSerializer
+    filterset_class = EndpointFilterSet
+
+    def get_queryset(self):
+        return endpoint_queryset()
+
+    @extend_schema(
+        summary="Who owns an FQDN",
+        description="The live endpoint with this FQDN (case-insensitive, trailing dot ignored): its "
+        "environment, product, department and requester. 404 when no live environment owns it.",
+        parameters=[OpenApiParameter("fqdn", str, OpenApiParameter.PATH, description="e.g. app.dev.shop.sandbox.example.com")],
+        responses={200: s.EndpointSerializer},
+    )
+    @action(detail=False, methods=["get"], url_path=r"by-fqdn/(?P<fqdn>[^/]+)", filter_backends=[], pagination_class=None)
+    def by_fqdn(self, request, fqdn=None):
+        if "\x00" in fqdn:
+            raise ValidationError({"fqdn": ["Null characters are not allowed."]})
+        fqdn = normalise_fqdn(fqdn)
+        endpoint = endpoint_queryset().filter(fqdn=fqdn, released_at__isnull=True).first()
+        if endpoint is None:
+            previous = endpoint_queryset().filter(fqdn=fqdn).order_by("-released_at", "-id").first()
+            message = f"No live environment owns {fqdn}."
+            if previous is not None:
+                message += (
+                    f" It belonged to {previous.environment} until "
+                    f"{previous.released_at:%Y-%m-%d %H:%M} UTC (environment #{previous.environment_id})."
+                )
+            raise NotFound(message)
+        return Response(s.EndpointSerializer(endpoint).data)
+
+
+# --- API tokens -------------------------------------------------------------------------------
+
+
+class TokenViewSet(ApiViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The caller's own API tokens. The key is returned once, by `POST`; `DELETE` revokes
+    (the row stays, marked revoked). Staff revoke other people's tokens in the admin."""
+
+    serializer_class = s.ApiTokenSerializer
+    filter_backends = []
+
+    def get_queryset(self):
+        return tokens.list_tokens(self.request.user)
+
+    @extend_schema(
+        summary="Create an API token",
+        description="Answers 201 with the token and its `key`. The key is shown this once: only "
+        "its SHA-256 is stored. Use it as `Authorization: Token <key>`.",
+        request=s.ApiTokenCreateSerializer,
+        responses={201: s.ApiTokenCreatedSerializer},
+    )
+    def create(self, request):
+        body = s.ApiTokenCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        token, key = tokens.create_token(
+            user=request.user, name=body.validated_data["name"], expires_at=body.validated_data.get("expires_at")
+        )
+        token.key = key
+        return Response(s.ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Revoke an API token",
+        request=None,
+        responses={200: OpenApiResponse(s.ApiTokenSerializer, description="The token, now revoked.")},
+    )
+    def destroy(self, request, pk=None):
+        token = tokens.revoke_token(user=request.user, token_id=self.get_object().pk)
+        return Response(s.ApiTokenSerializer(token).data)
