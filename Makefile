@@ -18,6 +18,7 @@ MANAGE := $(BIN)/python manage.py
 INSTALL_STAMP := $(VENV)/.install-stamp
 PORT ?= 8000
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 TEST_VAR_DIR := $(CURDIR)/var/test
 
 .PHONY: help install run migrate seed bench test clean distclean
@@ -55,14 +56,14 @@ seed: install ## create the demo departments, accounts, products and logins (ide
 test: install ## run all tests (exit code 5 = no tests collected is an error too)
 	@echo "pytest: DATABASE_URL=$${DATABASE_URL:-<SQLite under var/test>} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-<filesystem under var/test>}"
 	@rc=0; \
-	PORTAL_VAR_DIR="$(TEST_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" PORTAL_TEST_FAST_HASHER=1 \
+	PORTAL_VAR_DIR="$(TEST_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" PORTAL_TEST_FAST_HASHER=1 RUN_LEASE_SECONDS=$${RUN_LEASE_SECONDS:-15} \
 	  $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure" >&2; fi; \
 	exit $$rc
 
-bench: install ## run the benchmarks in bench/ (results under bench/results/)
-	@if [ ! -f bench/run.py ]; then echo "make bench: bench/run.py does not exist yet" >&2; exit 1; fi
-	$(BIN)/python bench/run.py
+bench: install ## run bench/provisioning.py (needs Redis; BENCH_ARGS="--reps 3"); JSON also in bench/results/
+	@mkdir -p bench/results
+	$(BIN)/python bench/provisioning.py $(BENCH_ARGS) | tee bench/results/provisioning-$$(date +%Y%m%d-%H%M%S).json
 
 clean: ## remove local state (var/: database, broker, run folders) and caches; keeps .venv
 	rm -rf var .pytest_cache build bench/results tests/artifacts *.egg-info
