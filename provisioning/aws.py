@@ -14,6 +14,11 @@ Plain values in, results out: the portal turns its rows into an `AwsTarget` and 
 results. Expected failures (denied, wrong account, zone missing, AWS unreachable) come back
 as `CheckResult(ok=False, reason=...)` for people; only bugs raise.
 
+What the sandbox role needs for the checks (besides what the patterns need): its trust
+policy allows the portal `sts:AssumeRole` and `sts:SetSourceIdentity` (with the external
+id as a condition); its permissions allow `route53:ListHostedZonesByName`,
+`route53:ListResourceRecordSets` and `tag:GetResources`.
+
 Sessions are built from explicit values only (credentials, region, endpoint). The worker's
 `os.environ` and `~/.aws` files are never consulted for configuration: an `AWS_PROFILE`,
 `AWS_ENDPOINT_URL` or `AWS_ACCESS_KEY_ID` meant for something else on the worker host cannot
@@ -324,7 +329,11 @@ def _isolated_botocore_session(credentials: Mapping[str, str] | None) -> botocor
     return core
 
 
-def base_session(credentials: Mapping[str, str] | None = None, endpoint_url: str | None = None, region: str | None = None) -> PortalSession:
+def base_session(
+    credentials: Mapping[str, str] | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+) -> PortalSession:
     """The portal's own AWS session, from which sandbox roles are assumed.
 
     `credentials`: {"aws_access_key_id", "aws_secret_access_key", optional
@@ -401,7 +410,10 @@ def _error_text(exc: Exception) -> str:
 def _assume_failure(target: AwsTarget, exc: Exception) -> CheckResult:
     code = _error_code(exc)
     if code == "AccessDenied":
-        hint = " Check the role's trust policy (sts:AssumeRole and sts:SetSourceIdentity for the portal) and the external id."
+        hint = (
+            " Check the role's trust policy (sts:AssumeRole and sts:SetSourceIdentity for the portal)"
+            " and the external id."
+        )
     else:
         hint = ""
     return CheckResult(
@@ -518,7 +530,7 @@ def _records_named(route53, zone_id: str, fqdn: str) -> list[dict]:
         records = page.get("ResourceRecordSets", [])
         for record in records:
             if _zone_name(record["Name"]) != fqdn:
-                continue
+                return found  # sorted by name: we are past it
             if record["Type"] in _RECORD_TYPES:
                 found.append(
                     {
@@ -532,7 +544,12 @@ def _records_named(route53, zone_id: str, fqdn: str) -> list[dict]:
                 )
         if not page.get("IsTruncated"):
             return found
-        kwargs = {"HostedZoneId": zone_id, "StartRecordName": page["NextRecordName"], "StartRecordType": page["NextRecordType"], "MaxItems": "100"}
+        kwargs = {
+            "HostedZoneId": zone_id,
+            "StartRecordName": page["NextRecordName"],
+            "StartRecordType": page["NextRecordType"],
+            "MaxItems": "100",
+        }
         if page.get("NextRecordIdentifier"):
             kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
 

@@ -8,7 +8,7 @@
   to a log file whose tail is shown if it fails to start.
 - `aws_reset` (function): POSTs `/moto-api/reset` (every account, every service) and turns
   IAM enforcement off, so each test starts from an empty AWS.
-- `aws` (function): `aws_reset`, then a `MotoAWS` helper: `.endpoint_url`, `.region`,
+- `aws` (function): the same reset, then a `MotoAWS` helper: `.endpoint_url`, `.region`,
   `.session(account_id)` (a boto3 session acting in that account), `.enforce_iam()`.
 
 Plain pytest and boto3: no Django, nothing from `portal/` or `provisioning/`.
@@ -187,6 +187,12 @@ def aws_reset(moto_server: str) -> str:
 
 
 @pytest.fixture
-def aws(aws_reset: str) -> MotoAWS:
-    """A `MotoAWS` handle on a freshly reset moto server."""
-    return MotoAWS(aws_reset)
+def aws(moto_server: str) -> MotoAWS:
+    """A `MotoAWS` handle on a freshly reset moto server.
+
+    It resets by itself rather than through `aws_reset`, so importing `moto_server, aws` is
+    enough (pytest only sees the fixtures a test module imports).
+    """
+    handle = MotoAWS(moto_server)
+    handle.reset()
+    return handle

@@ -28,7 +28,8 @@ from provisioning.aws import (  # noqa: E402
     preflight,
     sanitise_session_name,
 )
-from tests.moto_server import DEFAULT_ACCOUNT, DUMMY_CREDENTIALS, aws, aws_reset, moto_server  # noqa: E402, F401
+from provisioning.aws import _hosted_zones as hosted_zones  # noqa: E402
+from tests.moto_server import DEFAULT_ACCOUNT, DUMMY_CREDENTIALS, aws, moto_server  # noqa: E402, F401
 from tests.processes import free_port  # noqa: E402
 
 SANDBOX = "210987654321"  # the sandbox account; not moto's default, so landing there is real
@@ -129,7 +130,7 @@ def test_preflight_reports_access_denied_on_assume_role(aws):
     assert "trust policy" in result.reason
 
 
-def test_preflight_lets_a_permitted_portal_user_assume_the_role(aws):
+def test_assume_role_succeeds_for_a_permitted_portal_user(aws):
     # The counterpart of the denial above: the same enforcement, a user allowed to assume.
     create_zone(aws)
     allow = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"*"}]}'
@@ -162,6 +163,51 @@ def test_preflight_matches_the_zone_name_with_or_without_trailing_dot_and_case(a
         result = preflight(make_target(aws, dns_zone=written), portal_session(aws))
         assert result.ok, (written, result.reason)
         assert [z["id"] for z in result.details["zones"]] == [zone_id]
+
+
+class AwsLikeZoneListing:
+    """ListHostedZonesByName as AWS answers it: zones sorted by reversed labels, starting AT
+    DNSName and running on past it (moto's server returns only exact names, so it cannot
+    show that the lookup ignores the neighbours)."""
+
+    def __init__(self, names, page_size):
+        self.zones = sorted(
+            ({"Id": f"/hostedzone/Z{i}", "Name": name, "Config": {"PrivateZone": i % 2 == 1}} for i, name in enumerate(names)),
+            key=lambda z: (list(reversed(z["Name"].rstrip(".").split("."))), z["Id"]),
+        )
+        self.page_size = page_size
+        self.calls = 0
+
+    def list_hosted_zones_by_name(self, DNSName, MaxItems, HostedZoneId=None):  # noqa: N803 - boto3's names
+        self.calls += 1
+        key = list(reversed(DNSName.rstrip(".").split(".")))
+        start = next(
+            (i for i, z in enumerate(self.zones)
+             if (list(reversed(z["Name"].rstrip(".").split("."))), z["Id"]) >= (key, HostedZoneId or "")),
+            len(self.zones),
+        )
+        page = self.zones[start : start + self.page_size]
+        rest = self.zones[start + self.page_size :]
+        answer = {"HostedZones": page, "IsTruncated": bool(rest)}
+        if rest:
+            answer.update(NextDNSName=rest[0]["Name"], NextHostedZoneId=rest[0]["Id"])
+        return answer
+
+
+def test_zone_lookup_takes_exact_names_only_from_awss_sorted_listing():
+    listing = AwsLikeZoneListing(
+        ["example.com.", "sandbox.example.com.", "sandbox.example.com.", "a.sandbox.example.com.",
+         "zzz.sandbox.example.com.", "sandbox.example.org.", "xsandbox.example.com."],
+        page_size=1,
+    )
+
+    zones = hosted_zones(listing, "Sandbox.Example.com.")
+
+    assert sorted((z["id"], z["name"], z["private"]) for z in zones) == [
+        ("Z1", "sandbox.example.com.", True),
+        ("Z2", "sandbox.example.com.", False),
+    ]
+    assert listing.calls == 3  # two matching pages, then one page past the name: stop
 
 
 def test_preflight_notes_public_and_private_zones_of_the_same_name(aws):
