@@ -139,6 +139,22 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- AWS ----------------------------------------------------------------------------------
+# The portal's own credentials, from which it assumes each sandbox account's role. Empty = the
+# host's ECS task role or EC2 instance role. Passed to Terraform explicitly, never inherited.
+AWS_BASE_CREDENTIALS = {
+    key: value
+    for key, value in {
+        "aws_access_key_id": env_str("AWS_ACCESS_KEY_ID", ""),
+        "aws_secret_access_key": env_str("AWS_SECRET_ACCESS_KEY", ""),
+        "aws_session_token": env_str("AWS_SESSION_TOKEN", ""),
+    }.items()
+    if value
+} or None
+# A local AWS (moto's server in tests); empty in production.
+PORTAL_AWS_ENDPOINT_URL = env_str("PORTAL_AWS_ENDPOINT_URL", "") or None
+PORTAL_NAME = env_str("PORTAL_NAME", "sandbox-portal")
+
 # --- GitHub audit trail (off unless both are set) ------------------------------------------
 GITHUB_TOKEN = env_str("GITHUB_TOKEN", "")
 GITHUB_REPOSITORY = env_str("GITHUB_REPOSITORY", "")

@@ -17,6 +17,7 @@ from portal.models import (
     RunKind,
     SandboxAccount,
 )
+from portal.services import aws_accounts
 from portal.services import runs as transitions
 from portal.services.allocation import allocate_cidr
 from portal.services.catalog import get_pattern
@@ -138,13 +139,16 @@ def request_create(
                 requested_by=user if getattr(user, "pk", None) else None,
             )
             environment.cidr = allocate_cidr(environment)
+            run = transitions.queue_run(environment, RunKind.CREATE, requested_by=environment.requested_by)
+            portal_files = dict(PORTAL_FILES)
+            if pattern.cloud == "aws":
+                portal_files.update(aws_accounts.provider_file(run))
             try:
-                files = render_workspace(pattern, params, render_context(environment, user), PORTAL_FILES)
+                files = render_workspace(pattern, params, render_context(environment, user), portal_files)
             except RenderError as exc:
                 raise InvalidRequest(f"The pattern could not be rendered: {exc}", field="pattern") from None
             environment.code_snapshot = files
             environment.save(update_fields=["cidr", "code_snapshot"])
-            run = transitions.queue_run(environment, RunKind.CREATE, requested_by=environment.requested_by)
             transaction.on_commit(lambda: dispatch_account(account.pk))
     except IntegrityError:
         # Two identical requests raced past the exists() check: the constraint decided.

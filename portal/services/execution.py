@@ -24,7 +24,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from portal.models import Run, RunEvent, RunKind, RunStatus
+from portal.models import Run, RunEvent, RunKind, RunStage, RunStatus
+from portal.services import aws_accounts
 from portal.services import runs as transitions
 from portal.services.catalog import get_pattern
 from portal.services.errors import ServiceError, TransitionLost
@@ -212,10 +213,26 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
         env = state_backend_env(run, token)
         watchdog.start()
         recorder.note(f"Run #{run.pk} ({run.kind}) started on {worker}.")
+        files = dict(run.environment.code_snapshot)
+        if aws_accounts.is_aws(run):
+            if aws_accounts.PROVIDER_FILE in files:  # an AWS pattern: this run's own provider file
+                files.update(aws_accounts.provider_file(run))
+            env.update(aws_accounts.terraform_env())
+            check = aws_accounts.preflight(run)
+            recorder.note(f"Account check: {check.reason}", "info" if check.ok else "error")
+            if not check.ok:
+                recorder.flush()
+                transitions.fail_run(
+                    run,
+                    worker,
+                    explanation=f"The account check refused to run Terraform: {check.reason}",
+                    stage_reached=RunStage.RENDER,
+                )
+                return None
         pipeline = Pipeline(
             settings=terraform_settings(),
             workdir=workdir,
-            files=run.environment.code_snapshot,
+            files=files,
             env=env,
             sink=recorder,
             redactor=redactor,
@@ -231,6 +248,8 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
             recorder.note("This worker lost the run's lease; the reaper already ended it.", "error")
             return None
         follow_up = _conclude(run, worker, outcome, pipeline.current)
+        if outcome.ok and aws_accounts.is_aws(run):
+            _after_aws_run(run, outcome, recorder)
     except TransitionLost:
         log.warning("run %s moved on while it was being executed", run.pk)
     except Exception as exc:  # errored: a bug or an infrastructure fault, not Terraform saying no
@@ -255,6 +274,29 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
         watchdog.stop()
         recorder.flush()
     return follow_up
+
+
+def _after_aws_run(run: Run, outcome: Outcome, recorder: RunRecorder) -> None:
+    """DNS records after a create, tagged leftovers after a destroy: reported, never fatal."""
+    from provisioning.aws import AwsCheckError
+
+    try:
+        if run.kind == RunKind.CREATE:
+            check = aws_accounts.check_endpoints(run, [e["fqdn"] for e in outcome.endpoints])
+            recorder.note(f"DNS check: {check.reason}", "info" if check.ok else "warning")
+        else:
+            orphans = aws_accounts.record_orphans(run)
+            if orphans:
+                recorder.note(
+                    f"{len(orphans)} resource(s) still carry this environment's tag: "
+                    + ", ".join(o["arn"] for o in orphans[:10]),
+                    "warning",
+                )
+            else:
+                recorder.note("No resource carries this environment's tag any more.")
+    except AwsCheckError as exc:
+        recorder.note(f"The post-run AWS check could not complete: {exc}", "warning")
+    recorder.flush()
 
 
 def get_pattern_endpoints(run: Run):
