@@ -159,6 +159,9 @@ PORTAL_NAME = env_str("PORTAL_NAME", "sandbox-portal")
 GITHUB_TOKEN = env_str("GITHUB_TOKEN", "")
 GITHUB_REPOSITORY = env_str("GITHUB_REPOSITORY", "")
 GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+GITHUB_TIMEOUT = env_float("GITHUB_TIMEOUT", 10.0)
+# Pause between write calls, as GitHub asks of integrations (secondary rate limits).
+GITHUB_SECONDS_BETWEEN_WRITES = env_float("GITHUB_SECONDS_BETWEEN_WRITES", 0.5)
 
 # --- Celery -------------------------------------------------------------------------------
 # The broker only carries "run #N is ready" pings; the Run row is the source of truth.

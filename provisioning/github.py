@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 10
 # GitHub asks integrators to wait "at least one minute" after a secondary rate limit answer
 # that names no delay.
 SECONDARY_RATE_LIMIT_SECONDS = 60.0
@@ -131,14 +132,15 @@ class GitHubMirrorClient:
             raise ValueError(f"repository must look like owner/name, not {repository!r}")
         self.repository = repository
         self.api_url = api_url.rstrip("/")
-        self.timeout = timeout
+        # PyGithub insists on whole seconds (it asserts an int).
+        self.timeout = max(1, math.ceil(timeout))
         self.redactor = Redactor([token])
         self._branch = branch
         self._blocked_until = 0.0  # monotonic; set by a rate-limit answer
         self._github = Github(
             auth=Auth.Token(token),
             base_url=self.api_url,
-            timeout=timeout,
+            timeout=self.timeout,
             retry=retry,
             seconds_between_requests=seconds_between_requests,
             seconds_between_writes=seconds_between_writes,
@@ -150,8 +152,11 @@ class GitHubMirrorClient:
 
     def open_issue(self, title: str, body: str, labels: list[str] | tuple[str, ...] = ()) -> tuple[int, str]:
         """Open an issue; returns (number, html url)."""
-        issue = self._call("open an issue", lambda: self._repo.create_issue(title=title, body=body, labels=list(labels)))
-        return issue.number, issue.html_url
+        def create():
+            issue = self._repo.create_issue(title=title, body=body, labels=list(labels))
+            return issue.number, issue.html_url
+
+        return self._call("open an issue", create)
 
     def find_issue(self, marker: str, *, labels: list[str] | tuple[str, ...] = (), limit: int = 100) -> tuple[int, str] | None:
         """The newest issue (open or closed) whose body contains `marker`, among the `limit`
@@ -176,8 +181,7 @@ class GitHubMirrorClient:
 
     def comment(self, number: int, body: str) -> int:
         """Comment on issue `number`; returns the comment id."""
-        created = self._call(f"comment on issue #{number}", lambda: self._repo.get_issue(number).create_comment(body))
-        return created.id
+        return self._call(f"comment on issue #{number}", lambda: self._repo.get_issue(number).create_comment(body).id)
 
     def comment_bodies(self, number: int) -> list[str]:
         """Every comment body of issue `number`, oldest first."""

@@ -52,7 +52,14 @@ VAR_DIR_LOCK_WAIT_SECONDS = 30 * 60
 # --- session checks and markers -------------------------------------------------------------
 def pytest_sessionstart(session: pytest.Session) -> None:
     """REQUIRE_REAL_SERVICES=1: refuse to run on SQLite or the filesystem broker, or when
-    PostgreSQL / Redis do not answer (CI must never pass on the embedded fallback)."""
+    PostgreSQL / Redis do not answer (CI must never pass on the embedded fallback).
+
+    Also: a developer's real GITHUB_TOKEN in the shell must never make a test session mirror
+    to real GitHub; tests that exercise the mirror set their own fake server."""
+    from django.conf import settings
+
+    settings.GITHUB_TOKEN = ""
+    settings.GITHUB_REPOSITORY = ""
     if os.environ.get("REQUIRE_REAL_SERVICES", "") not in {"1", "true", "yes"}:
         return
     problems = _real_service_problems()
@@ -248,6 +255,8 @@ def portal_env(request, django_db_setup) -> dict[str, str]:
         "PORTAL_URL": f"http://127.0.0.1:{free_port()}",
         "RUN_LEASE_SECONDS": str(settings.RUN_LEASE_SECONDS),
         "PATTERNS_DIR": str(Path(settings.PATTERNS_DIR).resolve()),
+        "GITHUB_TOKEN": "",  # never a developer's real token (see pytest_sessionstart)
+        "GITHUB_REPOSITORY": "",
     })
     if settings.CELERY_RESULT_BACKEND:
         env["CELERY_RESULT_BACKEND"] = settings.CELERY_RESULT_BACKEND

@@ -253,12 +253,15 @@ def _system_event(run_id: int, message: str, level: str = "info") -> None:
 
 @dataclass
 class Step:
-    """One thing to mirror: a comment (`body`), a commit (`commit`="add"/"remove") or closing."""
+    """One thing to mirror: a comment, a commit (`commit`="add"/"remove") or closing the issue."""
 
     key: str
-    body: str = ""
     commit: str = ""
     close_reason: str = ""
+
+    @property
+    def is_comment(self) -> bool:
+        return not (self.commit or self.close_reason)
 
 
 def _catch_up(client: GitHubMirrorClient, mirror: GitHubMirror) -> None:
@@ -280,10 +283,10 @@ def _catch_up(client: GitHubMirrorClient, mirror: GitHubMirror) -> None:
         steps = [s for s in view.steps(mirror) if s.key not in mirror.milestones and not (s.close_reason and mirror.closed)]
         if not steps:
             return
-        if mirror.last_error and not verified_comments and any(s.body for s in steps):
+        if mirror.last_error and not verified_comments and any(s.is_comment for s in steps):
             # The last pass failed: a comment may have been created although we saw an error.
             bodies = client.comment_bodies(mirror.issue_number)
-            already = [s.key for s in steps if s.body and any(view.step_marker(s.key) in b for b in bodies)]
+            already = [s.key for s in steps if s.is_comment and any(view.step_marker(s.key) in b for b in bodies)]
             if already:
                 _save(mirror, milestones=[*mirror.milestones, *already])
             verified_comments = True
@@ -375,7 +378,7 @@ class RequestView:
             "",
             self.issue_marker,
         ]
-        return "\n".join(lines)
+        return _redactor().redact("\n".join(lines))
 
     # steps -----------------------------------------------------------------------------
     def steps(self, mirror: GitHubMirror) -> list[Step]:
@@ -409,8 +412,9 @@ class RequestView:
         return out
 
     def render(self, step: Step, mirror: GitHubMirror) -> str:
+        """The comment for `step`, ending with its marker (redacted like everything posted)."""
         text = getattr(self, f"_{step.key}")(mirror)
-        return f"{text}\n\n{self.step_marker(step.key)}"
+        return _redactor().redact(f"{text}\n\n{self.step_marker(step.key)}")
 
     def _queued(self, mirror: GitHubMirror) -> str:
         run = self.request
@@ -440,7 +444,7 @@ class RequestView:
                     lines += ["", "Endpoints:"]
                     lines += [f"- {code(e.fqdn)}" + (f" {e.url}" if e.url else "") for e in endpoints]
                 return "\n".join(lines)
-            text = f"**{run.get_status_display()}** at {when} (stage: {run.stage}):\n\n{fenced(self._explain(run))}"
+            text = f"**{run.get_status_display()}** at {when}:\n\n{fenced(self._explain(run))}"
             if self.rollback is not None:
                 text += f"\n\nRollback run [#{self.rollback.pk}]({self.run_url(self.rollback)}) destroys what the failed apply created."
             return text
@@ -467,7 +471,7 @@ class RequestView:
         )
 
     def _explain(self, run: Run) -> str:
-        return _redactor().redact(run.explanation or "(no explanation recorded)")
+        return run.explanation or "(no explanation recorded)"
 
 
 def _reached(run: Run, stage: str) -> bool:

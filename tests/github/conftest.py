@@ -6,8 +6,10 @@ import pytest
 from portal.services import github_mirror
 from tests.github_fake import FakeGitHub
 
-# Shaped like a real token, so both the registered-secret and the token-shape redaction apply.
-TOKEN = "ghp_" + "Zt9kQ2mX7vL4nR8pW1sY6bH3cJ5dF0gA2eK4"
+# Deliberately NOT shaped like a GitHub token: the generic token-shape redaction would hide a
+# `ghp_...` value even if the mirror forgot to register its token; this one only the
+# registration catches.
+TOKEN = "portal-mirror-test-credential-7f3a9c2e41"
 REPOSITORY = "acme/provisioning"
 PORTAL_URL = "https://portal.example.test"
 

@@ -164,7 +164,7 @@ def test_rate_limit_delay_reads_githubs_headers():
 
 def test_the_token_never_appears_in_errors_or_logs(client, fake_github, caplog):
     caplog.set_level(logging.DEBUG)
-    fake_github.fail(1, 502, message=f"proxy saw Authorization: token {TOKEN}")
+    fake_github.fail(1, 502, message=f"proxy logged credential={TOKEN}")
 
     with pytest.raises(GitHubError) as caught:
         client.open_issue("t", "b")

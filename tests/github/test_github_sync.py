@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 
 from portal.models import GitHubMirror, Run, RunEvent, RunStatus
 from portal.services import github_mirror
@@ -344,7 +345,7 @@ def test_a_rate_limit_stops_the_pass_and_no_call_is_made_until_it_resets(github_
 def test_the_token_never_reaches_the_row_the_logs_or_the_events(github_settings, fake_github, environment, caplog):
     caplog.set_level(logging.DEBUG)
     run = queue_create(environment)
-    fake_github.fail(1, 500, message=f"upstream echoed Authorization: token {TOKEN}")
+    fake_github.fail(1, 500, message=f"upstream echoed the credential {TOKEN} back")
 
     with pytest.raises(GitHubError) as caught:
         sync_run(run.pk)
@@ -388,6 +389,8 @@ def test_two_passes_of_one_request_never_run_at_once(github_settings, fake_githu
             sync_run(run.pk)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
+        finally:
+            connection.close()
 
     thread = threading.Thread(target=first_pass)
     thread.start()
