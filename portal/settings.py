@@ -200,6 +200,7 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "reap-expired-runs": {"task": "portal.reap", "schedule": env_float("REAP_INTERVAL_SECONDS", 10.0)},
+    "github-mirror-catch-up": {"task": "portal.mirror_catch_up", "schedule": 300.0},
 }
 
 # --- Provisioning -------------------------------------------------------------------------

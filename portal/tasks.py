@@ -76,3 +76,11 @@ def mirror_run(self, run_id: int) -> None:
         raise self.retry(countdown=_mirror_backoff(self.request.retries), exc=exc) from None
     except Exception as exc:
         raise self.retry(countdown=_mirror_backoff(self.request.retries), exc=exc) from None
+
+
+@shared_task(name="portal.mirror_catch_up", ignore_result=True)
+def mirror_catch_up() -> None:
+    """Periodic (Celery beat): re-schedule GitHub mirrors that fell behind."""
+    from portal.services.github_mirror import catch_up_stale
+
+    catch_up_stale()

@@ -524,3 +524,23 @@ def _backtick_runs(text: str) -> list[str]:
 
 def stamp(moment) -> str:
     return timezone.localtime(moment, dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
+
+
+def catch_up_stale(limit: int = 50) -> list[int]:
+    """Re-schedule mirrors that fell behind: a request whose run has finished but whose issue
+    is not closed (its messages were lost with a dead worker, or its retries ran out), and a
+    finished request that was never mirrored at all. Called periodically by Celery beat."""
+    if not is_enabled():
+        return []
+    behind = list(
+        GitHubMirror.objects.filter(closed=False, run__status__in=["succeeded", "failed", "errored", "cancelled", "interrupted"])
+        .values_list("run_id", flat=True)[:limit]
+    )
+    never = list(
+        Run.objects.filter(kind__in=["create", "destroy"], github_mirror__isnull=True)
+        .exclude(status__in=["queued", "running"])
+        .values_list("pk", flat=True)[: max(0, limit - len(behind))]
+    )
+    for run_id in behind + never:
+        schedule_mirror(run_id)
+    return behind + never

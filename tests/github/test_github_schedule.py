@@ -86,3 +86,20 @@ def test_a_broker_that_refuses_the_message_never_fails_the_transition(
     assert mirror.attempts == 3 and mirror.last_error.startswith("Could not queue the GitHub sync: OperationalError")
     assert TOKEN not in mirror.last_error and TOKEN not in caplog.text
     assert any(r.levelno == logging.WARNING and "Could not queue" in r.getMessage() for r in caplog.records)
+
+
+def test_the_periodic_catch_up_reschedules_only_mirrors_that_fell_behind(github_settings, enqueued):
+    from portal.services.github_mirror import catch_up_stale
+    from tests.factories import make_run
+
+    environment = make_environment(status="ready")
+    behind = make_run(environment, status=RunStatus.SUCCEEDED)
+    GitHubMirror.objects.create(run=behind, repository="acme/provisioning", issue_number=1, closed=False)
+    done = make_run(environment, status=RunStatus.SUCCEEDED)
+    GitHubMirror.objects.create(run=done, repository="acme/provisioning", issue_number=2, closed=True)
+    never = make_run(environment, kind="destroy", status=RunStatus.FAILED)
+    make_run(make_environment(status="provisioning"), status=RunStatus.RUNNING)  # still going: its transitions will sync it
+    make_run(environment, kind="rollback", status=RunStatus.SUCCEEDED)  # mirrored through its create run
+
+    assert sorted(catch_up_stale()) == sorted([behind.pk, never.pk])
+    assert sorted(enqueued) == sorted([behind.pk, never.pk])
