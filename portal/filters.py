@@ -1,9 +1,26 @@
 """FilterSets shared by the browser list pages and the REST API (one definition, NetBox style)."""
 
 import django_filters
+from django import forms
 from django.db.models import Q
 
 from portal.models import Endpoint, Environment, EnvironmentStatus, Run, RunKind, RunStatus
+
+
+# The largest id a BigAutoField holds; a bigger number is a 400, not an overflow in the driver.
+MAX_ID = 2**63 - 1
+
+
+class IdFilter(django_filters.NumberFilter):
+    """A row id: a whole number from 1 to MAX_ID (NumberFilter alone takes any decimal, and
+    `?environment=1e300` crashed the query)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)
 
 
 class EnvironmentFilterSet(django_filters.FilterSet):
@@ -51,7 +68,7 @@ class EnvironmentFilterSet(django_filters.FilterSet):
 
 
 class RunFilterSet(django_filters.FilterSet):
-    environment = django_filters.NumberFilter(field_name="environment_id")
+    environment = IdFilter(field_name="environment_id")
     kind = django_filters.MultipleChoiceFilter(choices=RunKind.choices)
     status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
     account = django_filters.CharFilter(field_name="account__account_id")
@@ -64,7 +81,7 @@ class RunFilterSet(django_filters.FilterSet):
 class EndpointFilterSet(django_filters.FilterSet):
     fqdn = django_filters.CharFilter(method="by_fqdn")
     q = django_filters.CharFilter(field_name="fqdn", lookup_expr="icontains")
-    environment = django_filters.NumberFilter(field_name="environment_id")
+    environment = IdFilter(field_name="environment_id")
     include_released = django_filters.BooleanFilter(method="with_released")
 
     class Meta:

@@ -78,6 +78,11 @@ def environment_endpoints(environment: Environment):
     return list(environment.endpoints.order_by(F("released_at").desc(nulls_first=True), "fqdn"))
 
 
+def live_endpoints(environment_id: int):
+    """The endpoints an environment serves now (released ones are audit only)."""
+    return list(Endpoint.objects.filter(environment_id=environment_id, released_at__isnull=True).order_by("fqdn"))
+
+
 def environment_runs(environment: Environment):
     """Run history, newest first, with requester, GitHub mirror and rollback links joined."""
     return list(
@@ -135,6 +140,11 @@ def products_for_user(user):
     if getattr(user, "is_staff", False):
         return products
     return products.filter(department__members=user)
+
+
+def product_by_id(pk: int):
+    """A product with its department, or None."""
+    return Product.objects.select_related("department").filter(pk=pk).first()
 
 
 def active_accounts_of_department(department_id: int):

@@ -72,3 +72,16 @@ def query(context, **changes):
 def endpoint_href(endpoint):
     """Where an endpoint link goes: its URL when it is http(s), else https://<fqdn>/."""
     return display.endpoint_href(endpoint.fqdn, endpoint.url)
+
+
+@register.filter
+def ago(moment):
+    """"just now", "5 minutes ago", "2 days ago"."""
+    if not moment:
+        return ""
+    from django.utils import timezone
+    from django.utils.timesince import timesince
+
+    if (timezone.now() - moment).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(moment).split(',')[0]} ago"

@@ -151,8 +151,10 @@ def format_duration(seconds: int | float | None) -> str:
     if seconds < 60:
         return f"{seconds}s"
     minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
+    if minutes < 10:
         return f"{minutes}m {seconds:02d}s"
+    if minutes < 60:
+        return f"{minutes}m"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
 
@@ -230,6 +232,6 @@ def live_payload(run: Run, *, after: int, want_plan: bool, limit: int = 300) -> 
     if payload["terminal"] and run.kind == RunKind.CREATE:
         payload["endpoints"] = [
             {"fqdn": endpoint.fqdn, "url": endpoint_href(endpoint.fqdn, endpoint.url), "kind": endpoint.kind}
-            for endpoint in environment.endpoints.filter(released_at__isnull=True).order_by("fqdn")
+            for endpoint in selectors.live_endpoints(environment.pk)
         ]
     return payload

@@ -30,7 +30,7 @@ class KeyValueWidget(forms.Textarea):
     """`key=value` lines for an object of strings (e.g. tags)."""
 
     def __init__(self, attrs=None):
-        base = {"rows": 3, "placeholder": "owner=alice\nteam=payments", "spellcheck": "false"}
+        base = {"rows": 3, "placeholder": "key=value, one per line", "spellcheck": "false"}
         super().__init__({**base, **(attrs or {})})
 
     def format_value(self, value):
@@ -190,7 +190,8 @@ class EnvironmentRequestForm(forms.Form):
         queryset=SandboxAccount.objects.all(),
         required=False,
         label="Sandbox account",
-        empty_label="Automatic (the department's first active account)",
+        empty_label="Automatic",
+        help_text="Automatic picks the department's first active account.",
     )
     # The name the form suggested last, so a product change can re-suggest an untouched name.
     suggested_name = forms.CharField(required=False, widget=forms.HiddenInput)

@@ -5,6 +5,7 @@ or a 403 page that says why). No rule about who may do what lives here.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, time
 
 from django.contrib import messages
@@ -19,7 +20,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal import selectors
-from portal.models import Environment, EnvironmentStatus, Product, Run, RunStatus
+from portal.models import Environment, EnvironmentStatus, Product, Run, RunKind, RunStatus
 from portal.services import environments as environment_service
 from portal.services import tokens as token_service
 from portal.services.catalog import get_catalog
@@ -97,16 +98,20 @@ class _CreatePage:
             return by_id[str(value)]
         if value and str(value).isdigit():
             # Not one of the user's: the service refuses it on submit, with its reason.
-            other = Product.objects.select_related("department").filter(pk=int(value)).first()
+            other = selectors.product_by_id(int(value))
             if other is not None:
                 return other
         return self.products[0] if self.products else None
 
     def _pick_pattern(self, value):
+        """The chosen pattern; by default the first one the product's account can run (an
+        AWS pattern needs an AWS account, `cloud: none` runs anywhere)."""
         if value in self.catalog:
             return self.catalog[value]
         ordered = sorted(self.catalog.values(), key=lambda pattern: pattern.name)
-        return ordered[0] if ordered else None
+        account = selectors.active_accounts_of_department(self.product.department_id).first() if self.product else None
+        runnable = [p for p in ordered if p.cloud != "aws" or (account is not None and account.kind == "aws")]
+        return (runnable or ordered or [None])[0]
 
     def _initial(self, source) -> dict:
         """Initial values: the typed ones on a refresh; a suggested name for the product."""
@@ -130,9 +135,9 @@ class _CreatePage:
         if self.product is None or self.pattern is None:
             return info
         account = None
-        account_id = self.form["account"].value()
-        if account_id:
-            account = selectors.active_accounts_of_department(self.product.department_id).filter(pk=account_id).first()
+        account_id = str(self.form["account"].value() or "")
+        if account_id.isdigit():
+            account = selectors.active_accounts_of_department(self.product.department_id).filter(pk=int(account_id)).first()
         if account is None:
             try:
                 account = environment_service.choose_account(self.product, None)
@@ -140,6 +145,8 @@ class _CreatePage:
                 info["account_problem"] = exc.message
                 return info
         info["account"] = account
+        if self.pattern.cloud == "aws" and account.kind != "aws":
+            info["cloud_problem"] = f"{self.pattern.name} needs an AWS account; {account.name} is {account.get_kind_display().split(' ')[0].lower()}."
         load = selectors.account_load(account)
         info["load"] = load
         info["wait"] = display.wait_estimate(
@@ -308,8 +315,8 @@ def run_detail(request, pk):
         "poll": display.should_poll(run, rollback),
         "can_manage": can_manage_product(request.user, run.environment.product),
         "cancellable": run.status in (RunStatus.QUEUED, RunStatus.RUNNING),
-        "endpoints": list(run.environment.endpoints.filter(released_at__isnull=True).order_by("fqdn"))
-        if run.kind == "create" and run.status == RunStatus.SUCCEEDED
+        "endpoints": selectors.live_endpoints(run.environment_id)
+        if run.kind == RunKind.CREATE and run.status == RunStatus.SUCCEEDED
         else [],
         "mirror": getattr(run, "github_mirror", None),
         "nav": "environments",
@@ -358,15 +365,43 @@ def run_cancel(request, pk):
 # --- API tokens ---------------------------------------------------------------------------------
 
 
+TOKEN_FORM_SESSION_KEY = "token_form_nonces"
+
+
+def _issue_token_form_nonce(request) -> str:
+    """A one-time value for the create-token form: the key is shown in the POST's answer
+    (never stored, never put in a redirect), so reloading that page re-submits the form,
+    and the nonce makes the second submit a refusal instead of a second token."""
+    nonces = request.session.get(TOKEN_FORM_SESSION_KEY, [])[-9:]
+    nonce = secrets.token_urlsafe(16)
+    request.session[TOKEN_FORM_SESSION_KEY] = [*nonces, nonce]
+    return nonce
+
+
+def _use_token_form_nonce(request, nonce: str) -> bool:
+    nonces = request.session.get(TOKEN_FORM_SESSION_KEY, [])
+    if not nonce or nonce not in nonces:
+        return False
+    request.session[TOKEN_FORM_SESSION_KEY] = [n for n in nonces if n != nonce]
+    return True
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def token_list(request):
-    """Own tokens; POST creates one and shows its key once, in this response only (never
-    stored, never redirected through the session)."""
+    """Own tokens; POST creates one and shows its key once, in this response only."""
     form = TokenCreateForm(request.POST or None)
     created_token, created_key = None, None
     status = 200
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and not _use_token_form_nonce(request, request.POST.get("nonce", "")):
+        form = TokenCreateForm()
+        messages.error(
+            request,
+            "That form was already submitted (did the page reload?), so no second token was made. "
+            "The token it created is listed below; its key was shown only once.",
+        )
+        status = 409
+    elif request.method == "POST" and form.is_valid():
         expires = form.cleaned_data["expires_at"]
         # A date means "valid through that day", in the portal's time zone.
         expires_at = timezone.make_aware(datetime.combine(expires, time(23, 59, 59))) if expires else None
@@ -390,6 +425,7 @@ def token_list(request):
             "created_key": created_key,
             "created_token": created_token,
             "now": timezone.now(),
+            "nonce": _issue_token_form_nonce(request),
             "nav": "tokens",
         },
         status=status,

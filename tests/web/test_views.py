@@ -4,7 +4,6 @@ Permission matrix (STYLE rule 18, `tests.world`): owner/member of Payments (owns
 stranger (Logistics only), staff, anonymous.
 """
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -12,10 +11,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from portal.models import ApiToken, Environment, GitHubMirror, Run, RunKind, RunStatus
 from portal.services import tokens as token_service
+from portal.services.catalog import get_catalog
 from tests.factories import (
+    make_allocation,
     make_department,
     make_endpoint,
     make_environment,
@@ -137,10 +139,10 @@ def test_the_list_shows_badges_endpoints_and_the_active_run(client, world):
 
 
 def test_the_list_filters_by_department_product_pattern_and_status(client, world):
-    a = make_environment(world.product, name="alpha", status="ready")
-    b = make_environment(world.other_product, name="bravo", status="failed")
-    c = make_environment(world.product, name="charlie", status="ready", pattern_slug="aws-ecs")
-    gone = make_environment(world.product, name="gone", status="deleted")
+    make_environment(world.product, name="alpha", status="ready")
+    make_environment(world.other_product, name="bravo", status="failed")
+    make_environment(world.product, name="charlie", status="ready", pattern_slug="aws-ecs")
+    make_environment(world.product, name="gone", status="deleted")
     login(client, world.owner)
 
     def names(query):
@@ -156,7 +158,6 @@ def test_the_list_filters_by_department_product_pattern_and_status(client, world
     assert names({"status": "deleted"}) == {"gone"}
     assert names({"include_deleted": "on", "product": "shop"}) == {"alpha", "charlie", "gone"}
     assert names({"product": "shop", "status": "ready", "pattern": "aws-ecs"}) == {"charlie"}
-    del a, b, c, gone
 
 
 def test_the_list_searches_names_and_fqdns(client, world):
@@ -305,10 +306,8 @@ def test_an_account_of_another_department_is_refused_on_the_account_field(client
 
 def test_no_free_network_is_shown_before_and_refused_on_submit(client, world):
     world.account.cidr_pools.update(cidr="10.80.0.0/24", prefix_length=24)
-    make_environment(world.product, name="holder")
-    from tests.factories import make_allocation
-
-    make_allocation(Environment.objects.get(name="holder"), pool=world.account.cidr_pools.get(), cidr="10.80.0.0/24")
+    holder = make_environment(world.product, name="holder")
+    make_allocation(holder, pool=world.account.cidr_pools.get(), cidr="10.80.0.0/24")
     login(client, world.owner)
     assert "No free network left in the account" in text(client.get(CREATE_URL))
     response = client.post(CREATE_URL, create_post(world))
@@ -569,9 +568,14 @@ def test_a_queued_run_shows_its_place_in_the_queue_and_the_expected_wait(client,
 # --- API tokens --------------------------------------------------------------------------------------
 
 
+def token_form(client, **data):
+    """The create-token form's fields, with the one-time nonce of a freshly loaded page."""
+    return {"nonce": client.get(reverse("token-list")).context["nonce"], "expires_at": "", **data}
+
+
 def test_a_token_is_created_and_its_key_shown_once(client, world):
     login(client, world.owner)
-    response = client.post(reverse("token-list"), {"name": "CI pipeline", "expires_at": ""})
+    response = client.post(reverse("token-list"), token_form(client, name="CI pipeline"))
     assert response.status_code == 201 and "no-store" in response["Cache-Control"]
     key = response.context["created_key"]
     token = ApiToken.objects.get(user=world.owner)
@@ -580,10 +584,19 @@ def test_a_token_is_created_and_its_key_shown_once(client, world):
     assert "CI pipeline" in listing and key not in listing and f"{token.prefix}…" in listing
 
 
+def test_resubmitting_the_token_form_makes_no_second_token(client, world):
+    login(client, world.owner)
+    data = token_form(client, name="CI pipeline")
+    assert client.post(reverse("token-list"), data).status_code == 201
+    again = client.post(reverse("token-list"), data)
+    assert again.status_code == 409 and "already submitted" in text(again) and again.context["created_key"] is None
+    assert ApiToken.objects.count() == 1
+
+
 def test_token_errors_are_shown_on_the_form(client, world):
     login(client, world.owner)
     past = (timezone.now() - timedelta(days=2)).date().isoformat()
-    response = client.post(reverse("token-list"), {"name": "old", "expires_at": past})
+    response = client.post(reverse("token-list"), token_form(client, name="old", expires_at=past))
     assert response.status_code == 200 and response.context["form"].errors["expires_at"] == ["The expiry must be in the future."]
     assert not ApiToken.objects.exists()
 
@@ -624,4 +637,37 @@ def test_a_department_without_an_account_is_explained_before_submit(client, worl
     product = make_product(lonely, slug="solo")
     html = text(login(client, world.owner).get(CREATE_URL, {"product": product.pk}))
     assert "has no active sandbox account; ask an admin to add one." in html
-    json.dumps({})
+
+
+def test_junk_in_query_strings_is_never_a_server_error(client, world):
+    run = make_run(make_environment(world.product))
+    login(client, world.owner)
+    for url, query in [
+        (CREATE_URL, {"refresh": "1", "product": "abc", "pattern": "nope", "account": "x'--", "param-cpu": "lots"}),
+        (CREATE_URL, {"product": "999999", "account": "999999"}),
+        ("/", {"page": "last-ish", "status": "bogus", "department": "<b>", "include_deleted": "maybe"}),
+        (reverse("run-live", args=[run.pk]), {"after": "-5"}),
+        (reverse("run-live", args=[run.pk]), {"after": "abc"}),
+    ]:
+        response = client.get(url, query)
+        assert response.status_code in (200, 403), (url, query, response.status_code)
+    junk = client.post(CREATE_URL, {"product": "abc", "pattern": "nope", "account": "zzz"})
+    assert junk.status_code == 200 and junk.context["form"].errors
+
+
+@pytest.mark.parametrize("slug", sorted(get_catalog()))
+def test_every_pattern_of_the_catalog_gets_its_parameter_form(client, world, slug):
+    pattern = get_catalog()[slug]
+    response = login(client, world.owner).get(CREATE_URL, {"product": world.product.pk, "pattern": slug})
+    assert response.status_code == 200
+    html = text(response)
+    for param in pattern.parameter_fields():
+        assert f'name="param-{param.name}"' in html, param.name
+        assert escape(param.description) in html
+    if pattern.cloud == "aws":  # the world's accounts are local
+        assert f"{pattern.name} needs an AWS account; payments-sandbox is local." in html
+
+
+def test_the_default_pattern_is_one_the_account_can_run(client, world):
+    response = login(client, world.owner).get(CREATE_URL)
+    assert response.context["pattern"].cloud != "aws"

@@ -96,7 +96,9 @@
         row.appendChild(el("td", "mono small", resource.address));
         row.appendChild(el("td", "", (resource.actions || []).join(", ")));
       });
-      box.appendChild(table);
+      var wrap = el("div", "table-wrap");
+      wrap.appendChild(table);
+      box.appendChild(wrap);
     }
     replace(bind("plan"), box);
     havePlan = true;
@@ -142,6 +144,8 @@
       bind("rollback-link").href = data.rollback.url;
       bind("rollback-id").textContent = data.rollback.id;
       replace(bind("rollback-status"), badge(data.rollback.status, data.rollback.tone, data.rollback.status_label));
+      var undo = data.rollback.progress;
+      bind("rollback-progress").textContent = undo.planned ? undo.done + " of " + undo.planned + " resources destroyed" : "";
       show(bind("rollback"), true);
     }
     if (data.plan) renderPlan(data.plan);
