@@ -70,6 +70,15 @@ _REQUIRED_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "expected_duration_seconds": ((int,), "an integer"),
 }
 _ENDPOINT_KEYS = {"output", "kind", "url_output"}
+# Optional pattern.yaml keys.
+_OPTIONAL_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    # What the portal must allocate for an environment besides its network, e.g.
+    # [listener_priority] for a rule on the account's shared load-balancer listener.
+    "allocations": ((list,), "a list"),
+}
+ALLOCATION_KINDS = frozenset({"listener_priority"})
+# `source = "./modules/<name>"`: the portal copies patterns/modules/<name> into the workspace.
+MODULE_SOURCE_RE = re.compile(r'source\s*=\s*"\./modules/([A-Za-z0-9_-]+)"')
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,6 +170,9 @@ class Pattern:
     path: Path
     template: str
     files: Mapping[str, str]
+    # Shared modules the pattern uses, as workspace paths ("modules/network/main.tf" -> text).
+    modules: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    allocations: tuple[str, ...] = ()
 
     def defaults(self) -> dict:
         """The default of every parameter that has one (deep copies: callers may mutate)."""
@@ -264,9 +276,18 @@ def _check_metadata(checker: _Checker, data: Any) -> None:
         elif isinstance(value, str) and not value.strip():
             checker.add(PATTERN_FILE, key, "must not be empty")
     for key in data:
-        if key not in _REQUIRED_KEYS:
+        if key not in _REQUIRED_KEYS and key not in _OPTIONAL_KEYS:
             # Strict on purpose: a typo such as `expected_duration:` would otherwise be ignored.
-            checker.add(PATTERN_FILE, str(key), f"unknown key (allowed: {', '.join(_REQUIRED_KEYS)})")
+            allowed = ", ".join([*_REQUIRED_KEYS, *_OPTIONAL_KEYS])
+            checker.add(PATTERN_FILE, str(key), f"unknown key (allowed: {allowed})")
+    if "allocations" in data:
+        kinds = data["allocations"]
+        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+            checker.add(PATTERN_FILE, "allocations", "must be a list of names")
+        else:
+            for index, kind in enumerate(kinds):
+                if kind not in ALLOCATION_KINDS:
+                    checker.add(PATTERN_FILE, f"allocations.{index}", f"unknown allocation {kind!r} (known: {', '.join(sorted(ALLOCATION_KINDS))})")
     if isinstance(data.get("cloud"), str) and data["cloud"] not in CLOUDS:
         checker.add(PATTERN_FILE, "cloud", f"must be one of {', '.join(CLOUDS)}")
     if _is_int(data.get("expected_duration_seconds")) and data["expected_duration_seconds"] < 1:
@@ -446,6 +467,7 @@ def _check_pattern(folder: Path) -> tuple[Pattern | None, list[PatternError]]:
                     PATTERN_FILE, f"endpoints.{index}.{key}", f'output "{name}" is not declared in any static .tf file'
                 )
     samples = _sample_parameters(checker, data["parameters"])
+    modules = _module_files(checker, folder.parent, files)
     if checker.errors:
         return None, checker.errors
 
@@ -461,6 +483,8 @@ def _check_pattern(folder: Path) -> tuple[Pattern | None, list[PatternError]]:
         path=folder,
         template=template,
         files=MappingProxyType(files),
+        modules=MappingProxyType(modules),
+        allocations=tuple(data.get("allocations") or ()),
     )
 
     # Stage 3: the template renders with the defaults and the result parses, so the first
@@ -484,6 +508,30 @@ def _check_pattern(folder: Path) -> tuple[Pattern | None, list[PatternError]]:
         checker.add(file_name, "", message, line)
         return None, checker.errors
     return pattern, []
+
+
+def _module_files(checker: "_Checker", root: Path, files: Mapping[str, str]) -> dict[str, str]:
+    """Every file of the shared modules the pattern uses (and the modules they use), keyed by
+    its path in the workspace. Stored with the environment's code, so a delete still works
+    after a module changes."""
+    found: dict[str, str] = {}
+    pending = [name for source in files.values() for name in MODULE_SOURCE_RE.findall(source)]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        folder = root / "modules" / name
+        if not folder.is_dir():
+            checker.add("", "", f'module source "./modules/{name}" does not exist under {root.name}/modules/')
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.name.endswith((".tf", ".tf.json", ".tftpl", ".json", ".yaml")):
+                text = path.read_text(encoding="utf-8")
+                found[f"modules/{name}/{path.name}"] = text
+                pending.extend(MODULE_SOURCE_RE.findall(text.replace('"../', '"./modules/')))
+    return found
 
 
 def load_pattern(folder: Path) -> Pattern:

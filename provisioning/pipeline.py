@@ -27,6 +27,8 @@ from provisioning.terraform import (
     TerraformSettings,
 )
 
+# A file in the workspace root, or in a shared module copied under modules/.
+WORKSPACE_PATH_RE = re.compile(r"^(modules/[A-Za-z0-9_-]+/)?[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 FQDN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 
 
@@ -166,9 +168,11 @@ class Pipeline:
         self._stage("render")
         self.workdir.mkdir(parents=True, exist_ok=True)
         for name, content in self.files.items():
-            if "/" in name or name.startswith("."):
-                raise RenderError(name, "workspace file names must be plain names")
-            (self.workdir / name).write_text(content, encoding="utf-8")
+            if not WORKSPACE_PATH_RE.match(name):
+                raise RenderError(name, "workspace paths are plain names or modules/<module>/<file>")
+            path = self.workdir / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
         self.sink.note(f"Workspace written: {', '.join(sorted(self.files))}")
 
     def _step(self, stage: str, call) -> StepResult:

@@ -220,9 +220,20 @@ def placeholder_context() -> dict[str, Any]:
             "region": "eu-west-1",
             "dns_zone": "sandbox.example.internal",
             "kind": "local",
+            "shared": {
+                "ecs_cluster_arn": "arn:aws:ecs:eu-west-1:123456789012:cluster/sandbox",
+                "alb_listener_arn": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/sandbox/0123456789abcdef/0123456789abcdef",
+                "alb_dns_name": "sandbox-123456789.eu-west-1.elb.amazonaws.com",
+                "alb_zone_id": "Z32O12XQLNTSW2",
+                "alb_security_group_id": "sg-0123456789abcdef0",
+                "vpc_id": "vpc-0123456789abcdef0",
+                "private_subnet_ids": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
+            },
         },
         "network": {"cidr": "10.20.0.0/24"},
         "requester": "alice",
+        # AWS patterns: the account's shared infrastructure and the portal's allocations.
+        "allocations": {"listener_priority": 100},
     }
 
 
@@ -259,6 +270,7 @@ def render_workspace(
     if LOCALS_FILE in files:
         raise RenderError(LOCALS_FILE, "the pattern may not ship its own locals.tf: it is rendered from locals.tf.j2")
     files[LOCALS_FILE] = rendered
+    files.update(getattr(pattern, "modules", {}) or {})
     for name, content in portal_files.items():
         if not _PORTAL_FILE_NAME.match(name):
             raise RenderError(name, "a portal file must be a plain file name in the workspace root")

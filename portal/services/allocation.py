@@ -6,7 +6,7 @@ unique constraint on (pool, cidr) is the last word if two allocators ever race.
 
 import ipaddress
 
-from portal.models import CidrAllocation, CidrPool, Environment
+from portal.models import CidrAllocation, CidrPool, Environment, ListenerPriority
 from portal.services.errors import Conflict
 
 
@@ -36,3 +36,35 @@ def allocate_cidr(environment: Environment) -> str:
         "Delete an environment or ask an admin to add a pool.",
         field="account",
     )
+
+
+# Low priorities are left for the platform team's own rules on the shared listener.
+FIRST_LISTENER_PRIORITY = 100
+LAST_LISTENER_PRIORITY = 50000
+
+
+def allocate_listener_priority(environment: Environment) -> int:
+    """The lowest free rule priority on the account's shared ALB listener.
+
+    Caller holds the account row lock; the partial unique constraint backs it up.
+    """
+    account = environment.account
+    listener = (account.shared_infrastructure or {}).get("alb_listener_arn")
+    if not listener:
+        raise Conflict(
+            f"{account.name} has no shared load-balancer listener (shared_infrastructure.alb_listener_arn); "
+            "ask an admin to record the account's shared infrastructure.",
+            field="account",
+        )
+    held = set(
+        ListenerPriority.objects.filter(account=account, listener_arn=listener, released_at__isnull=True).values_list(
+            "priority", flat=True
+        )
+    )
+    for priority in range(FIRST_LISTENER_PRIORITY, LAST_LISTENER_PRIORITY + 1):
+        if priority not in held:
+            ListenerPriority.objects.create(
+                account=account, listener_arn=listener, priority=priority, environment=environment
+            )
+            return priority
+    raise Conflict(f"Every listener-rule priority on {account.name}'s shared listener is taken.", field="account")

@@ -19,7 +19,7 @@ from portal.models import (
 )
 from portal.services import aws_accounts
 from portal.services import runs as transitions
-from portal.services.allocation import allocate_cidr
+from portal.services.allocation import allocate_cidr, allocate_listener_priority
 from portal.services.catalog import get_pattern
 from portal.services.dispatch import dispatch_account
 from portal.services.errors import Conflict, InvalidRequest
@@ -72,7 +72,7 @@ def choose_account(product: Product, account: SandboxAccount | None) -> SandboxA
     return account
 
 
-def render_context(environment: Environment, requester) -> dict:
+def render_context(environment: Environment, requester, *, listener_priority: int | None = None) -> dict:
     """The values a pattern's locals.tf.j2 may use (documented in patterns/README.md)."""
     account = environment.account
     return {
@@ -86,9 +86,11 @@ def render_context(environment: Environment, requester) -> dict:
             "region": account.region,
             "dns_zone": account.dns_zone,
             "kind": account.kind,
+            "shared": dict(account.shared_infrastructure or {}),
         },
         "network": {"cidr": environment.cidr or None},
         "requester": getattr(requester, "username", "") or "portal",
+        "allocations": {"listener_priority": listener_priority},
     }
 
 
@@ -139,12 +141,15 @@ def request_create(
                 requested_by=user if getattr(user, "pk", None) else None,
             )
             environment.cidr = allocate_cidr(environment)
+            priority = allocate_listener_priority(environment) if "listener_priority" in pattern.allocations else None
             run = transitions.queue_run(environment, RunKind.CREATE, requested_by=environment.requested_by)
             portal_files = dict(PORTAL_FILES)
             if pattern.cloud == "aws":
                 portal_files.update(aws_accounts.provider_file(run))
             try:
-                files = render_workspace(pattern, params, render_context(environment, user), portal_files)
+                files = render_workspace(
+                    pattern, params, render_context(environment, user, listener_priority=priority), portal_files
+                )
             except RenderError as exc:
                 raise InvalidRequest(f"The pattern could not be rendered: {exc}", field="pattern") from None
             environment.code_snapshot = files

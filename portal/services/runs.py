@@ -19,6 +19,7 @@ from portal.models import (
     Endpoint,
     Environment,
     EnvironmentStatus,
+    ListenerPriority,
     Run,
     RunEvent,
     RunKind,
@@ -374,9 +375,10 @@ def interrupt_run(run_id: int, reason: str) -> bool:
 
 
 def _release_allocations(environment_id: int) -> None:
-    CidrAllocation.objects.filter(environment_id=environment_id, released_at__isnull=True).update(
-        released_at=timezone.now()
-    )
+    """Networks and listener-rule priorities go back to their pools (rows kept for audit)."""
+    now = timezone.now()
+    CidrAllocation.objects.filter(environment_id=environment_id, released_at__isnull=True).update(released_at=now)
+    ListenerPriority.objects.filter(environment_id=environment_id, released_at__isnull=True).update(released_at=now)
 
 
 def _release_state_lock(run: Run, *, reason: str) -> None:
