@@ -21,10 +21,10 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 TEST_VAR_DIR := $(CURDIR)/var/test
 
-.PHONY: help install run migrate seed bench test clean distclean
+.PHONY: help install run migrate seed bench test e2e-aws clean distclean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(INSTALL_STAMP) ## create .venv (python3 -m venv) and pip install -e ".[test]" when pyproject.toml changed
 
@@ -60,6 +60,9 @@ test: install ## run all tests (exit code 5 = no tests collected is an error too
 	  $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure" >&2; fi; \
 	exit $$rc
+
+e2e-aws: install ## live smoke test in a REAL sandbox AWS account (never in CI; see scripts/e2e_aws.py for the variables)
+	$(BIN)/python scripts/e2e_aws.py
 
 bench: install ## run bench/provisioning.py (needs Redis; BENCH_ARGS="--reps 3"); JSON also in bench/results/
 	@mkdir -p bench/results
