@@ -128,3 +128,14 @@ def test_the_database_refuses_a_second_unfinished_run(world):
     make_run(env, status=RunStatus.QUEUED)
     with pytest.raises(IntegrityError), transaction.atomic():
         make_run(env, status=RunStatus.RUNNING)
+
+
+def test_the_portal_passes_the_context_shape_patterns_are_checked_with(world):
+    from portal.services.environments import render_context
+    from provisioning.render import placeholder_context
+
+    env = make_environment(world["product"], account=world["account"])
+    real, placeholder = render_context(env, world["owner"]), placeholder_context()
+    assert set(real) == set(placeholder)
+    for key in ("environment", "account", "network", "allocations"):
+        assert set(real[key]) == set(placeholder[key]), key

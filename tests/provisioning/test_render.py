@@ -243,10 +243,11 @@ def test_it_ignores_files_that_are_not_terraform_configuration():
 
 def test_it_gives_a_placeholder_context_with_the_documented_shape():
     context = placeholder_context()
-    assert set(context) == {"environment", "account", "network", "requester"}
+    assert set(context) == {"environment", "account", "network", "requester", "allocations"}
     assert set(context["environment"]) == {"name", "product", "department"}
-    assert set(context["account"]) == {"id", "region", "dns_zone", "kind"}
+    assert set(context["account"]) == {"id", "region", "dns_zone", "kind", "shared"}
     assert set(context["network"]) == {"cidr"}
+    assert set(context["allocations"]) == {"listener_priority"}
     assert isinstance(context["requester"], str)
 
 
