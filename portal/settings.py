@@ -201,6 +201,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "reap-expired-runs": {"task": "portal.reap", "schedule": env_float("REAP_INTERVAL_SECONDS", 10.0)},
     "github-mirror-catch-up": {"task": "portal.mirror_catch_up", "schedule": 300.0},
+    "purge-idempotency-records": {"task": "portal.purge_idempotency_records", "schedule": 3600.0},
 }
 
 # --- Provisioning -------------------------------------------------------------------------

@@ -84,3 +84,11 @@ def mirror_catch_up() -> None:
     from portal.services.github_mirror import catch_up_stale
 
     catch_up_stale()
+
+
+@shared_task(name="portal.purge_idempotency_records", ignore_result=True)
+def purge_idempotency_records() -> None:
+    """Periodic (Celery beat): forget Idempotency-Key answers older than their lifetime."""
+    from portal.services.idempotency import purge_expired
+
+    purge_expired()

@@ -8,6 +8,7 @@ read-only: it changes only through `portal.services`, never by editing rows.
 from django.contrib import admin
 
 from portal.admin import cmdb, runs, state  # noqa: F401  (register the model admins)
+from portal.admin import access, integrations  # noqa: F401  (API tokens, idempotency, priorities, GitHub)
 
 admin.site.site_header = "Sandbox portal administration"
 admin.site.site_title = "Sandbox portal admin"

@@ -27,7 +27,6 @@ from portal.models import (
     CidrPool,
     Department,
     Endpoint,
-    Environment,
     EnvironmentStatus,
     GitHubMirror,
     Product,
@@ -60,6 +59,45 @@ def enum_field(choices, **kwargs) -> serializers.ChoiceField:
     }
     field_class = extend_schema_field(schema)(type(f"{choices.__name__}Field", (serializers.ChoiceField,), {}))
     return field_class(choices=choices.choices, read_only=True, **kwargs)
+
+
+def encodable_json(value) -> None:
+    """Refuse NUL and lone surrogates anywhere in a JSON value (keys included): PostgreSQL's
+    jsonb cannot store NUL and UTF-8 cannot encode a lone surrogate, so either would fail in
+    the database driver instead of being a 400. The error names the nested path."""
+    problem = _unencodable(value, "")
+    if problem is not None:
+        path, message = problem
+        raise serializers.ValidationError({path: [message]} if path else [message])
+
+
+def _unencodable(value, path: str) -> tuple[str, str] | None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return path, "Null characters are not allowed."
+        if any("\ud800" <= char <= "\udfff" for char in value):
+            return path, "Surrogate characters are not allowed."
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            problem = _unencodable(key, path) or _unencodable(item, f"{path}.{key}" if path else str(key))
+            if problem:
+                return problem
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            problem = _unencodable(item, f"{path}.{index}" if path else str(index))
+            if problem:
+                return problem
+    return None
+
+
+class SlugReference(serializers.SlugRelatedField):
+    """A SlugRelatedField that refuses NUL before the lookup: PostgreSQL cannot even compare
+    a text containing NUL (the driver raises DataError, which would be a 500)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 # --- References (small nested shapes) --------------------------------------------------------
@@ -115,6 +153,8 @@ class FullCleanModelSerializer(serializers.ModelSerializer):
             if field.read_only:
                 continue
             field.validators = [v for v in field.validators if isinstance(v, ENCODING_VALIDATORS)]
+            if isinstance(field, serializers.JSONField):
+                field.validators.append(encodable_json)
             if isinstance(field, serializers.CharField):
                 field.allow_blank = True  # "This field cannot be blank." comes from full_clean
         return fields
@@ -129,20 +169,27 @@ class FullCleanModelSerializer(serializers.ModelSerializer):
         for name, value in attrs.items():
             if name not in many_to_many:
                 setattr(instance, name, value)
+        errors = {}
         try:
             instance.full_clean()
         except DjangoValidationError as exc:
-            raise serializers.ValidationError(
-                {
-                    (api_settings.NON_FIELD_ERRORS_KEY if key == NON_FIELD_ERRORS else key): messages
-                    for key, messages in exc.message_dict.items()
-                }
-            ) from None
+            errors = {
+                (api_settings.NON_FIELD_ERRORS_KEY if key == NON_FIELD_ERRORS else key): messages
+                for key, messages in exc.message_dict.items()
+            }
+        # full_clean skips empty values of blank=True fields, so a `null` (e.g. "null" in a
+        # form-encoded JSON field) would reach a NOT NULL column; say it as Django would.
+        for name, value in attrs.items():
+            field = model._meta.get_field(name) if name not in many_to_many else None
+            if value is None and field is not None and not field.null and name not in errors:
+                errors[name] = [field.error_messages["null"]]
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
 
 class DepartmentSerializer(FullCleanModelSerializer):
-    members = serializers.SlugRelatedField(
+    members = SlugReference(
         many=True,
         slug_field="username",
         queryset=User.objects.all(),
@@ -163,7 +210,7 @@ class CidrPoolSerializer(serializers.ModelSerializer):
 
 
 class SandboxAccountSerializer(FullCleanModelSerializer):
-    department = serializers.SlugRelatedField(slug_field="slug", queryset=Department.objects.all())
+    department = SlugReference(slug_field="slug", queryset=Department.objects.all())
     external_id = serializers.CharField(
         write_only=True,
         required=False,
@@ -199,7 +246,7 @@ class SandboxAccountSerializer(FullCleanModelSerializer):
 
 
 class ProductSerializer(FullCleanModelSerializer):
-    department = serializers.SlugRelatedField(slug_field="slug", queryset=Department.objects.all())
+    department = SlugReference(slug_field="slug", queryset=Department.objects.all())
 
     class Meta:
         model = Product
@@ -379,21 +426,28 @@ class CancelResultSerializer(serializers.Serializer):
 # --- Environments -----------------------------------------------------------------------------
 
 
-class EndpointRefSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Endpoint
-        fields = ["id", "fqdn", "url", "kind"]
+# The serializers of the environment list are plain Serializers with explicit fields: a
+# ModelSerializer introspects its model to build its fields on every request, which was a
+# measurable share of a list request (bench/api_list_latency.py).
 
 
-class LatestRunSerializer(serializers.ModelSerializer):
+class EndpointRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    fqdn = serializers.CharField()
+    url = serializers.CharField()
+    kind = serializers.CharField()
+
+
+class LatestRunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
     kind = enum_field(RunKind)
     status = enum_field(RunStatus)
     stage = enum_field(RunStage)
+    queued_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    explanation = serializers.CharField(help_text="What happened, for people.")
     progress = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Run
-        fields = ["id", "kind", "status", "stage", "queued_at", "started_at", "finished_at", "explanation", "progress"]
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, run):
@@ -403,80 +457,78 @@ class LatestRunSerializer(serializers.ModelSerializer):
 class LatestRunDetailSerializer(LatestRunSerializer):
     queue_position = serializers.SerializerMethodField()
 
-    class Meta(LatestRunSerializer.Meta):
-        fields = LatestRunSerializer.Meta.fields + ["queue_position"]
-
     def get_queue_position(self, run) -> int | None:
         """1-based place in the account's FIFO queue while queued, else null."""
         return _queue_position(run)
 
 
-class EnvironmentSerializer(serializers.ModelSerializer):
+class LatestRunField(serializers.Field):
+    """The newest run of an environment, or null, shaped by `child`.
+
+    Reads the prefetched `latest_runs` (see `views.environment_queryset`) and builds the child
+    serializer once, not once per row (building a ModelSerializer's fields costs more than
+    rendering them).
+    """
+
+    def __init__(self, child, **kwargs):
+        self.child = child
+        kwargs.update(source="*", read_only=True)
+        super().__init__(**kwargs)
+
+    def bind(self, field_name, parent):
+        super().bind(field_name, parent)
+        self.child.bind(field_name, self)
+
+    def to_representation(self, environment):
+        runs = getattr(environment, "latest_runs", None)
+        if runs is None:  # not from environment_queryset(): one query
+            runs = list(environment.runs.order_by("-queued_at", "-id")[:1])
+        return self.child.to_representation(runs[0]) if runs else None
+
+
+@extend_schema_field(LatestRunSerializer(allow_null=True))
+class LatestRunSummaryField(LatestRunField):
+    pass
+
+
+@extend_schema_field(LatestRunDetailSerializer(allow_null=True))
+class LatestRunDetailField(LatestRunField):
+    pass
+
+
+class EnvironmentSerializer(serializers.Serializer):
     """An environment in lists. Expects the queryset of `EnvironmentViewSet` (live endpoints
     and the latest run prefetched), so a page costs the same number of queries at any size."""
 
+    id = serializers.IntegerField()
+    name = serializers.CharField()
     product = ProductRefSerializer()
     department = DepartmentRefSerializer(source="product.department")
     account = AccountRefSerializer()
-    pattern = serializers.CharField(source="pattern_slug")
+    pattern = serializers.CharField(source="pattern_slug", help_text="Design pattern slug.")
+    pattern_version = serializers.CharField()
     status = enum_field(EnvironmentStatus)
-    requested_by = UserRefSerializer(allow_null=True)
+    status_reason = serializers.CharField(help_text="Why the environment is in its status, for people.")
+    cidr = serializers.CharField(help_text="The allocated network, empty until allocated.")
     endpoints = EndpointRefSerializer(many=True, source="live_endpoints", help_text="Live endpoints.")
-    latest_run = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Environment
-        fields = [
-            "id",
-            "name",
-            "product",
-            "department",
-            "account",
-            "pattern",
-            "pattern_version",
-            "status",
-            "status_reason",
-            "cidr",
-            "endpoints",
-            "requested_by",
-            "latest_run",
-            "created_at",
-            "updated_at",
-            "deleted_at",
-        ]
-
-    latest_run_serializer = LatestRunSerializer
-
-    @extend_schema_field(LatestRunSerializer(allow_null=True))
-    def get_latest_run(self, environment):
-        runs = getattr(environment, "latest_runs", None)
-        if runs is None:  # not prefetched (a single object): one query
-            runs = list(environment.runs.order_by("-queued_at", "-id")[:1])
-        return self.latest_run_serializer(runs[0]).data if runs else None
+    requested_by = UserRefSerializer(allow_null=True)
+    latest_run = LatestRunSummaryField(LatestRunSerializer())
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    deleted_at = serializers.DateTimeField(allow_null=True)
 
 
 class EnvironmentDetailSerializer(EnvironmentSerializer):
     """An environment on its own: plus parameters, outputs, orphans, the latest run with its
     queue position, and the GitHub issues/commits of its requests."""
 
-    github = serializers.SerializerMethodField()
+    latest_run = LatestRunDetailField(LatestRunDetailSerializer())
+    parameters = serializers.JSONField(help_text="The request's parameter values, defaults filled in.")
+    outputs = serializers.JSONField(help_text="Terraform outputs after apply.")
+    orphans = serializers.JSONField(help_text="Resources still tagged with this environment after destroy.")
+    orphans_checked_at = serializers.DateTimeField(allow_null=True)
     code_files = serializers.SerializerMethodField()
-
-    class Meta(EnvironmentSerializer.Meta):
-        fields = EnvironmentSerializer.Meta.fields + [
-            "parameters",
-            "outputs",
-            "orphans",
-            "orphans_checked_at",
-            "code_files",
-            "github",
-        ]
-
-    latest_run_serializer = LatestRunDetailSerializer
-
-    @extend_schema_field(LatestRunDetailSerializer(allow_null=True))
-    def get_latest_run(self, environment):
-        return super().get_latest_run(environment)
+    github = serializers.SerializerMethodField()
 
     @extend_schema_field(GitHubLinksSerializer(many=True))
     def get_github(self, environment):
@@ -491,7 +543,7 @@ class EnvironmentDetailSerializer(EnvironmentSerializer):
 class EnvironmentCreateSerializer(serializers.Serializer):
     """The body of `POST /api/v1/environments/`: what the Create form asks for."""
 
-    product = serializers.SlugRelatedField(
+    product = SlugReference(
         slug_field="slug", queryset=Product.objects.all(), help_text="Product slug, e.g. `shop`."
     )
     pattern = serializers.CharField(help_text="Design pattern slug (see /api/v1/patterns/).")
@@ -500,9 +552,9 @@ class EnvironmentCreateSerializer(serializers.Serializer):
         help_text="Environment name; omitted or blank = the next free `sandbox-N`.",
     )
     parameters = serializers.DictField(
-        required=False, help_text="Values for the pattern's parameters (its JSON Schema); defaults fill the rest."
+        required=False, validators=[encodable_json], help_text="Values for the pattern's parameters (its JSON Schema); defaults fill the rest."
     )
-    account = serializers.SlugRelatedField(
+    account = SlugReference(
         slug_field="account_id",
         queryset=SandboxAccount.objects.all(),
         required=False,

@@ -89,16 +89,16 @@ def validate_key(key: str) -> str:
     return key
 
 
-def claim(*, user, key: str, method: str, path: str, request_hash: str, wait: float = DEFAULT_WAIT_SECONDS) -> Claim | Replay:
+def claim(*, user, key: str, method: str, path: str, request_hash: str, wait: float | None = None) -> Claim | Replay:
     """Own the key for this request, or get the first request's answer (see the module doc).
 
     Raises KeyReused when the key belongs to a different request and KeyInProgress when the
-    first request is still running after `wait` seconds.
+    first request is still running after `wait` seconds (default DEFAULT_WAIT_SECONDS).
     """
     validate_key(key)
     method = method.upper()
     path = path[:PATH_MAX_LENGTH]
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + (DEFAULT_WAIT_SECONDS if wait is None else wait)
     pause = POLL_FIRST_SECONDS
     while True:
         try:

@@ -70,7 +70,7 @@ def test_400_names_the_fields(api):
     error = error_of(api.staff.post("/api/v1/products/", {"slug": "shop2"}, format="json"))
     assert error["code"] == "invalid"
     assert set(error["fields"]) == {"name", "department"}
-    assert error["message"] == "name: This field is required. (and 1 more)"
+    assert error["message"] == "department: This field is required. (and 1 more)"
 
 
 def test_400_for_a_body_that_is_not_json(api):

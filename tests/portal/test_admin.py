@@ -66,6 +66,9 @@ def make_world():
     """One row of every model (and of auth's), linked the way the engine links them."""
     from django.contrib.auth.models import Group
 
+    from portal.models import GitHubMirror, IdempotencyRecord, ListenerPriority
+    from portal.services.tokens import create_token
+
     department = make_department()
     developer = make_user(departments=[department])
     Group.objects.get_or_create(name="Operators")
@@ -90,6 +93,16 @@ def make_world():
     make_state_version(environment, run=create, resources=4)
     make_state_lock(environment, run=rollback)
     make_state_lock_release(environment, released_by=developer)
+    token, _ = create_token(user=developer, name="ci")
+    IdempotencyRecord.objects.create(
+        user=developer, key=f"k{token.pk}", method="POST", path="/api/v1/environments/",
+        request_hash="0" * 64, response_status=202, response_body={"a": 1},
+    )
+    ListenerPriority.objects.create(
+        account=account, listener_arn="arn:aws:elasticloadbalancing:eu-west-1:1:listener/app/x/y/z",
+        priority=100, environment=environment,
+    )
+    GitHubMirror.objects.create(run=create, repository="acme/provisioning", issue_number=7, last_error="boom")
     return environment
 
 
@@ -206,6 +219,10 @@ def test_it_covers_every_engine_model():
         "StateVersion",
         "StateLock",
         "StateLockRelease",
+        "ApiToken",
+        "IdempotencyRecord",
+        "ListenerPriority",
+        "GitHubMirror",
     }
 
 
