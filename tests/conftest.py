@@ -58,8 +58,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     to real GitHub; tests that exercise the mirror set their own fake server."""
     from django.conf import settings
 
-    settings.GITHUB_TOKEN = ""
-    settings.GITHUB_REPOSITORY = ""
+    if settings.configured:  # `-p no:django` runs of the engine's own tests have no settings
+        settings.GITHUB_TOKEN = ""
+        settings.GITHUB_REPOSITORY = ""
     if os.environ.get("REQUIRE_REAL_SERVICES", "") not in {"1", "true", "yes"}:
         return
     problems = _real_service_problems()

@@ -30,19 +30,13 @@ locals {
 data "aws_route53_zone" "this" {
   name         = local.zone_name
   private_zone = false
-
-  lifecycle {
-    precondition {
-      condition     = local.network_cidr != null
-      error_message = "ecs-fullstack builds its own VPC and needs a network: add a CIDR pool to the sandbox account in the portal's admin."
-    }
-  }
 }
 
 module "network" {
   source = "./modules/network"
 
   name = local.short_name
+  # null when the account has no CIDR pool: the module refuses it with a clear message.
   cidr = local.network_cidr
   tags = local.tags
 }

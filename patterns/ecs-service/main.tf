@@ -20,31 +20,25 @@ locals {
 
   repository_name = join("/", [for part in [local.product, local.environment_name, local.app_name] : replace(lower(part), "/-+/", "-")])
 
-  # Shared infrastructure the account lacks (null or empty values): refused before planning.
-  missing_shared = sort([for key, value in local.shared : key if value == null || try(length(value) == 0, false)])
-
   tags = {
     Application = local.app_name
     Pattern     = "ecs-service"
   }
 }
 
+# The account's shared components and the allocated listener priority, checked: a missing
+# entry is one clear error before anything is planned.
+module "shared" {
+  source = "./modules/shared_infrastructure"
+
+  shared                 = local.shared
+  listener_rule_priority = local.listener_priority
+}
+
 # The account's public zone, for the application's record.
 data "aws_route53_zone" "this" {
   name         = local.zone_name
   private_zone = false
-
-  lifecycle {
-    precondition {
-      condition     = length(local.missing_shared) == 0
-      error_message = "ecs-service runs on the sandbox account's shared infrastructure, which lacks: ${join(", ", local.missing_shared)}. An admin sets them in the account's shared_infrastructure in the portal."
-    }
-
-    precondition {
-      condition     = try(local.listener_priority >= 1 && local.listener_priority <= 50000, false)
-      error_message = "ecs-service needs a listener rule priority (1-50000) allocated by the portal for the shared listener."
-    }
-  }
 }
 
 module "ecr_repository" {
@@ -60,9 +54,9 @@ module "service" {
   source = "./modules/ecs_service"
 
   name                  = local.short_name
-  cluster_arn           = local.shared.ecs_cluster_arn
-  vpc_id                = local.shared.vpc_id
-  subnet_ids            = local.shared.private_subnet_ids
+  cluster_arn           = module.shared.ecs_cluster_arn
+  vpc_id                = module.shared.vpc_id
+  subnet_ids            = module.shared.private_subnet_ids
   container_image       = local.container_image
   container_port        = local.container_port
   cpu                   = local.cpu
@@ -71,10 +65,10 @@ module "service" {
   health_check_path     = local.health_check_path
   environment_variables = local.environment_variables
 
-  listener_arn           = local.shared.alb_listener_arn
-  listener_rule_priority = local.listener_priority
+  listener_arn           = module.shared.alb_listener_arn
+  listener_rule_priority = module.shared.listener_rule_priority
   host_name              = local.app_fqdn
-  alb_security_group_id  = local.shared.alb_security_group_id
+  alb_security_group_id  = module.shared.alb_security_group_id
   # Adds one rule to the shared load balancer's security group (egress to this service's
   # port only); it is removed with the environment. Harmless if that group allows all egress.
   manage_alb_egress = true
@@ -86,8 +80,8 @@ module "dns_record" {
 
   zone_id        = data.aws_route53_zone.this.zone_id
   name           = local.app_fqdn
-  alias_dns_name = local.shared.alb_dns_name
-  alias_zone_id  = local.shared.alb_zone_id
+  alias_dns_name = module.shared.alb_dns_name
+  alias_zone_id  = module.shared.alb_zone_id
 
   # The record is created once the service's rule routes the name.
   depends_on = [module.service]

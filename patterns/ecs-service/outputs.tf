@@ -22,7 +22,7 @@ output "service_name" {
 
 output "cluster_arn" {
   description = "ARN of the shared ECS cluster the service runs on."
-  value       = local.shared.ecs_cluster_arn
+  value       = module.shared.ecs_cluster_arn
 }
 
 output "task_definition_family" {
@@ -42,5 +42,5 @@ output "log_group_name" {
 
 output "listener_rule_priority" {
   description = "Priority of the service's rule on the shared HTTPS listener."
-  value       = local.listener_priority
+  value       = module.shared.listener_rule_priority
 }

@@ -12,16 +12,21 @@ variable "name" {
 variable "cidr" {
   description = "IPv4 CIDR of the VPC, e.g. the block the portal allocated (10.20.0.0/24). Split into four equal subnets: two public, two private."
   type        = string
-  nullable    = false
+
+  # Nullable on purpose, so a missing network gets this message rather than a generic one.
+  validation {
+    condition     = var.cidr != null
+    error_message = "No CIDR was given for the VPC: the portal allocates one only when the sandbox account has a CIDR pool (add one in the portal's admin)."
+  }
 
   validation {
-    condition     = can(cidrhost(var.cidr, 0)) && can(regex("^[0-9.]+/[0-9]+$", var.cidr))
+    condition     = var.cidr == null || (can(cidrhost(var.cidr, 0)) && can(regex("^[0-9.]+/[0-9]+$", var.cidr)))
     error_message = "cidr must be an IPv4 CIDR such as 10.20.0.0/24."
   }
 
   validation {
     # A VPC is /16../28; four subnets of at least /28 each need a /26 or larger. (try():
-    # a malformed CIDR is reported by the check above, once.)
+    # a missing or malformed CIDR is reported by the checks above, once.)
     condition     = try(tonumber(split("/", var.cidr)[1]) >= 16 && tonumber(split("/", var.cidr)[1]) <= 26, true)
     error_message = "cidr must be between /16 and /26 (four subnets of at least /28 are carved out of it)."
   }
