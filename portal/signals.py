@@ -21,7 +21,11 @@ def reap_on_worker_start(sender=None, **kwargs):
 
 @worker_init.connect
 def warm_imports(sender=None, **kwargs):
-    """Import the engine in the parent before the pool forks, so a child's first run does
-    not spend a few hundred milliseconds importing (and the HCL parser's grammar loading)."""
+    """Import the engine and load the pattern catalog in the parent before the pool forks, so
+    a child's first run does not pay for them."""
     import portal.services.execution  # noqa: F401
-    import provisioning.render  # noqa: F401
+    from portal.services.catalog import get_catalog
+
+    # Loading the catalog checks every pattern (renders and parses it): ~1 s that each pool
+    # child would otherwise pay on its first run (measured by bench/provisioning.py).
+    get_catalog()

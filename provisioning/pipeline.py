@@ -192,7 +192,10 @@ class Pipeline:
         return None
 
     def _init(self) -> Outcome | None:
-        return self._stopped(self._step("init", lambda: self.runner.init(self.step_timeout)), "init")
+        installs = installs_providers(self.files)
+        return self._stopped(
+            self._step("init", lambda: self.runner.init(self.step_timeout, installs_providers=installs)), "init"
+        )
 
     # -- flows ------------------------------------------------------------------------------
 
@@ -234,6 +237,23 @@ class Pipeline:
         if stopped := self._stopped(result, "destroy"):
             return stopped
         return Outcome("succeeded", "destroy", "Destroyed.")
+
+
+BLOCK_TYPE_RE = re.compile(r'^\s*(?:resource|data|ephemeral)\s+"([^"]+)"', re.MULTILINE)
+
+
+def installs_providers(files: dict[str, str]) -> bool:
+    """Whether `terraform init` would install a provider plugin (and so must take the plugin
+    cache lock): any `required_providers` block, or any resource/data source not of
+    Terraform's built-in provider (`terraform_data`, `terraform_remote_state`)."""
+    for name, text in files.items():
+        if not name.endswith(".tf"):
+            continue
+        if "required_providers" in text:
+            return True
+        if any(not kind.startswith("terraform_") for kind in BLOCK_TYPE_RE.findall(text)):
+            return True
+    return False
 
 
 def endpoints_from_outputs(outputs: dict, specs: tuple[EndpointSpec, ...]) -> list[dict]:

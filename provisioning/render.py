@@ -242,6 +242,8 @@ def render_workspace(
     params: Mapping[str, Any],
     context: Mapping[str, Any],
     portal_files: Mapping[str, str] | None = None,
+    *,
+    parse_static: bool = True,
 ) -> dict[str, str]:
     """Render a pattern into a complete workspace: file name -> content.
 
@@ -249,7 +251,9 @@ def render_workspace(
     it again); the template sees it as `params` plus every key of `context`. The result holds
     the pattern's static files, the rendered `locals.tf` and the `portal_files` (such as a
     generated `backend.tf`), which may not replace a pattern file. The whole workspace is
-    parsed before it is returned; any problem raises RenderError naming the file.
+    parsed before it is returned (with `parse_static=False`, only the files this call produced:
+    for a pattern from the catalog, whose static files were parsed when it was loaded); any
+    problem raises RenderError naming the file.
     """
     portal_files = dict(portal_files or {})
     if "params" in context:
@@ -278,7 +282,13 @@ def render_workspace(
             raise RenderError(name, "a portal-generated file may not overwrite a pattern file")
         files[name] = content
 
-    parse_workspace(files)
+    if parse_static:
+        parse_workspace(files)
+    else:
+        # The pattern's own files and modules were parsed when the catalog loaded them (they
+        # cannot change afterwards); only what this request produced needs parsing now.
+        static = set(pattern.files) | set(getattr(pattern, "modules", {}) or {})
+        parse_workspace({name: text for name, text in files.items() if name not in static})
     _check_locals_only(files[LOCALS_FILE])
     return files
 

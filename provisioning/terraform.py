@@ -256,14 +256,15 @@ class TerraformRunner:
 
     # ------------------------------------------------------------------------------- steps
 
-    def init(self, timeout: float) -> StepResult:
+    def init(self, timeout: float, *, installs_providers: bool = True) -> StepResult:
         """`terraform init`. With a plugin cache, holds an exclusive lock on
         `<lock_dir>/init.lock` for the whole step: Terraform's plugin cache is not safe for
         concurrent init (two workers unpacking the same provider corrupt it). Waiting for the
-        lock counts against `timeout` and honours `cancel`."""
+        lock counts against `timeout` and honours `cancel`. A workspace that uses only
+        Terraform's built-in provider (`installs_providers=False`) touches no cache: no lock."""
         args = self.terraform_args("init")
         lock_dir = self.settings.init_lock_dir
-        if lock_dir is None:
+        if lock_dir is None or not installs_providers:
             return self.run("init", args, timeout)
         started = time.monotonic()
         with exclusive_lock(Path(lock_dir) / "init.lock", timeout, self.cancel) as acquired:

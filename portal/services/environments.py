@@ -142,16 +142,21 @@ def request_create(
             )
             environment.cidr = allocate_cidr(environment)
             priority = allocate_listener_priority(environment) if "listener_priority" in pattern.allocations else None
-            run = transitions.queue_run(environment, RunKind.CREATE, requested_by=environment.requested_by)
-            portal_files = dict(PORTAL_FILES)
-            if pattern.cloud == "aws":
-                portal_files.update(aws_accounts.provider_file(run))
             try:
                 files = render_workspace(
-                    pattern, params, render_context(environment, user, listener_priority=priority), portal_files
+                    pattern,
+                    params,
+                    render_context(environment, user, listener_priority=priority),
+                    PORTAL_FILES,
+                    parse_static=False,
                 )
             except RenderError as exc:
                 raise InvalidRequest(f"The pattern could not be rendered: {exc}", field="pattern") from None
+            run = transitions.queue_run(environment, RunKind.CREATE, requested_by=environment.requested_by)
+            if pattern.cloud == "aws":
+                # Its session name is the run, so it is made once the run exists (every value
+                # in it is an HCL literal; each later run regenerates it).
+                files.update(aws_accounts.provider_file(run))
             environment.code_snapshot = files
             environment.save(update_fields=["cidr", "code_snapshot"])
             transaction.on_commit(lambda: dispatch_account(account.pk))

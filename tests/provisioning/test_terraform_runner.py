@@ -556,3 +556,23 @@ def test_cancel_while_waiting_for_the_init_lock_does_not_start_init(tmp_path):
         result = runner.init(30)
 
     assert result.cancelled and result.returncode is None and result.duration < 2
+
+
+def test_init_without_providers_to_install_takes_no_cache_lock(tmp_path):
+    """A workspace of built-in resources installs nothing, so parallel inits need not queue."""
+    from provisioning.pipeline import installs_providers
+    from provisioning.terraform import exclusive_lock
+
+    assert installs_providers({"main.tf": 'resource "terraform_data" "a" {}\n'}) is False
+    assert installs_providers({"main.tf": 'resource "aws_s3_bucket" "a" {}\n'}) is True
+    assert installs_providers({"versions.tf": "terraform {\n  required_providers {}\n}\n"}) is True
+
+    cache = tmp_path / "cache"
+    workdir = tmp_path / "ws"
+    workdir.mkdir()
+    (workdir / "main.tf").write_text('resource "terraform_data" "a" {}\n')
+    runner = TerraformRunner(TerraformSettings(plugin_cache_dir=cache), workdir, {}, redactor=Redactor())
+    with exclusive_lock(cache / "init.lock", 1.0) as held:  # another worker is installing providers
+        assert held
+        assert runner.init(30, installs_providers=False).ok  # not blocked by it
+        assert not runner.init(0.5, installs_providers=True).ok  # would wait for the lock
