@@ -346,7 +346,10 @@ class TerraformRunner:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # own process group: signals reach provisioners too
-                preexec_fn=_interrupt_when_parent_dies,
+                # The embedded wrapper (tfexec.py) watches for its parent itself; an external
+                # binary gets the kernel's parent-death signal. Never both: two SIGINTs make
+                # Terraform exit at once without saving state.
+                preexec_fn=_interrupt_when_parent_dies if self.settings.binary else None,
             )
         except OSError as exc:
             raise TerraformError(f"cannot start terraform ({argv[0]}): {exc}") from exc
@@ -500,7 +503,8 @@ def plan_summary(show_json: dict) -> dict:
 
 
 def _interrupt_when_parent_dies() -> None:
-    """In the child, before exec: SIGINT Terraform if the worker that started it dies.
+    """In the child, before exec: SIGINT an external Terraform if the worker that started it
+    dies (the embedded one is watched by tfexec.py, which also stops its provisioners).
 
     Terraform runs in its own session, so a SIGKILLed worker would otherwise leave it
     applying with nobody listening. SIGINT makes it stop gracefully: it saves the state to

@@ -73,6 +73,24 @@ def terraform_pgids(run):
     return [c["pid"] for c in Run.objects.get(pk=run.pk).commands if c.get("pid")]
 
 
+def processes_of_run(run):
+    """Live processes working in the run's folder: Terraform and its provisioners (the step
+    still running is not yet in `commands`, so its process group is found this way)."""
+    root = str(Path(settings.RUN_WORKDIR_ROOT).resolve() / f"run-{run.pk}-")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if cwd.startswith(root) and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 def test_cancel_stops_a_running_apply_within_the_grace_period(world):
     run = create(world, "cancel-me", delay_seconds=60)
     wait_until(lambda: in_apply(run.pk), what="apply to start")
@@ -97,12 +115,15 @@ def test_a_worker_killed_mid_apply_is_noticed_and_loses_nothing(world, celery_wo
     run = create(world, "crash", delay_seconds=60)
     wait_until(lambda: in_apply(run.pk), what="apply to start")
     wait_until(lambda: StateLock.objects.filter(environment_id=run.environment_id).exists(), what="the state lock")
+    assert processes_of_run(run), "Terraform should be applying now"
     celery_worker.kill(signal.SIGKILL)  # the whole worker: main process and pool children
     killed = time.monotonic()
     try:
-        # Terraform ran in its own session; the parent-death signal stops it gracefully.
-        pgids = terraform_pgids(run)
-        wait_until(lambda: all(live_members(p) == [] for p in pgids), timeout=30, what="Terraform to stop")
+        # Terraform ran in its own session; its wrapper notices the worker is gone and stops
+        # it as a cancel would (state saved, lock released, provisioners stopped).
+        wait_until(lambda: processes_of_run(run) == [], timeout=30, what="Terraform and its provisioners to stop")
+        wait_until(lambda: not StateLock.objects.filter(environment_id=run.environment_id).exists(),
+                   timeout=30, what="Terraform to release its lock itself")
         # Beat's reaper notices the lapsed lease (called here as beat would).
         wait_until(lambda: reap_expired().get(run.pk) == "interrupted" or Run.objects.get(pk=run.pk).status == RunStatus.INTERRUPTED,
                    timeout=settings.RUN_LEASE_SECONDS + 15, what="the reaper")
