@@ -34,29 +34,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import prepare_database  # noqa: E402
+
 ENVIRONMENTS = 10_000
 DEPARTMENTS = 20
 PRODUCTS_PER_DEPARTMENT = 10
 GOAL_P99_MS = 50.0
 GOAL_QUERIES = 6
-
-
-def prepare_database(url: str) -> None:
-    """Drop and recreate a PostgreSQL scratch database (only one named bench*)."""
-    if not url.startswith("postgres"):
-        return
-    from urllib.parse import urlsplit
-
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name.startswith("bench"):
-        raise SystemExit(f"refusing to recreate database {name!r}: its name must start with 'bench'")
-    admin = parts._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def configure(scratch: Path) -> None:

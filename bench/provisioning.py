@@ -31,26 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import prepare_database  # noqa: E402
+
 from tests.processes import CeleryWorker, free_port, gunicorn_process, purge_broker  # noqa: E402
 
 TFEXEC = ROOT / "provisioning" / "tfexec.py"
-
-
-def prepare_database(url: str) -> None:
-    if not url.startswith("postgres"):
-        return
-    from urllib.parse import urlsplit
-
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if not name.startswith("bench"):
-        raise SystemExit(f"refusing to recreate database {name!r}: its name must start with 'bench'")
-    admin = parts._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def percentile(values, q):

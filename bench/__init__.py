@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints JSON. Timing goals live here, never in timed tests."""
