@@ -68,7 +68,9 @@ def commands(port: int) -> dict[str, list[str]]:
         ],
         "worker": [
             str(BIN / "celery"), "-A", "portal", "worker",
-            "-l", "info", "--concurrency", "2", "-n", "portal@%h",
+            # Runs mostly wait on Terraform and the cloud, so more processes than cores pay off;
+            # each account's own limit (max_concurrent_runs) still applies.
+            "-l", "info", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "4"), "-n", "portal@%h",
         ],
         # The schedule file lives under PORTAL_VAR_DIR (CELERY_BEAT_SCHEDULE_FILENAME).
         "beat": [str(BIN / "celery"), "-A", "portal", "beat", "-l", "info"],
