@@ -40,15 +40,6 @@ def run_events_after(run_id: int, after: int = 0, limit: int = 500) -> list[RunE
     return list(RunEvent.objects.filter(run_id=run_id, seq__gt=after).order_by("seq")[:limit])
 
 
-def unfinished_runs(account_id: int | None = None):
-    qs = Run.objects.filter(Q(status="queued") | Q(status="running"))
-    return qs.filter(account_id=account_id) if account_id else qs
-
-
-# --- browser UI reads ---------------------------------------------------------------------
-# (the list/detail pages of portal.web; each returns rows with everything the page shows
-# joined or prefetched, so the number of queries does not grow with the number of rows)
-
 
 def environments_for_list():
     """Environments with product, department, account, live endpoints and the id of the

@@ -9,6 +9,7 @@ safety net. No worker slot is spent waiting: a worker only gets a run that alrea
 import logging
 
 from django.db import transaction
+from django.db.models import Q
 
 from portal.models import Run, RunStatus, SandboxAccount
 from portal.services import runs as transitions
@@ -57,12 +58,8 @@ def queue_position(run: Run) -> int | None:
     """1-based place of a queued run in its account's queue; None when not waiting."""
     if run.status != RunStatus.QUEUED:
         return None
-    ahead = (
-        Run.objects.filter(account_id=run.account_id, status=RunStatus.QUEUED)
-        .filter(queued_at__lt=run.queued_at)
-        .count()
+    # The dispatcher's order (queued_at, id), counted in one query.
+    ahead = Run.objects.filter(account_id=run.account_id, status=RunStatus.QUEUED).filter(
+        Q(queued_at__lt=run.queued_at) | Q(queued_at=run.queued_at, pk__lt=run.pk)
     )
-    same_time = Run.objects.filter(
-        account_id=run.account_id, status=RunStatus.QUEUED, queued_at=run.queued_at, pk__lt=run.pk
-    ).count()
-    return ahead + same_time + 1
+    return ahead.count() + 1

@@ -254,29 +254,27 @@ def environment_delete(request, pk):
     form = DeleteConfirmForm(request.POST, environment=environment)
     if not form.is_valid():
         return _environment_page(request, environment, delete_form=form, status=400)
-    try:
-        run = environment_service.request_delete(user=request.user, environment=environment)
-    except NotAllowed as exc:
-        _refuse(exc)
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-        return _environment_page(request, environment, status=409)
-    messages.success(request, f"Delete of {environment} requested: run #{run.pk} destroys it.")
-    return redirect("run-detail", pk=run.pk)
+    return _queue_run(
+        request, environment, environment_service.request_delete, "Delete of {env} requested: run #{run} destroys it."
+    )
 
 
 @login_required
 @require_POST
 def environment_retry(request, pk):
-    environment = _environment(pk)
+    return _queue_run(request, _environment(pk), environment_service.request_retry, "Retry of {env} requested: run #{run}.")
+
+
+def _queue_run(request, environment, service, success: str):
+    """Call a service that queues a run on `environment`; go to the run, or explain why not."""
     try:
-        run = environment_service.request_retry(user=request.user, environment=environment)
+        run = service(user=request.user, environment=environment)
     except NotAllowed as exc:
         _refuse(exc)
     except ServiceError as exc:
         messages.error(request, exc.message)
         return _environment_page(request, environment, status=409)
-    messages.success(request, f"Retry of {environment} requested: run #{run.pk}.")
+    messages.success(request, success.format(env=environment, run=run.pk))
     return redirect("run-detail", pk=run.pk)
 
 
