@@ -2,7 +2,7 @@
 
 import ipaddress
 
-from django.db.models import Count, F, OuterRef, Prefetch, Q, Subquery
+from django.db.models import Count, F, OuterRef, Prefetch, Subquery
 
 from portal.models import (
     CidrAllocation,
