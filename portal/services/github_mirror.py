@@ -167,12 +167,8 @@ def sync_run(run_id: int) -> GitHubMirror | None:
             message = exc.message if isinstance(exc, GitHubError) else f"{type(exc).__name__}: {exc}"
             _record_failure(mirror, _redactor().redact(message))
             raise
-        if mirror.last_error:
-            _system_event(
-                mirror.run_id,
-                f"GitHub mirror caught up after {mirror.attempts} failed attempt(s): {mirror.issue_url}",
-            )
-            _save(mirror, last_error="")
+        if mirror.last_error:  # the pass succeeded without writing anything
+            _progress(mirror)
     return mirror
 
 
@@ -233,6 +229,19 @@ def _save(mirror: GitHubMirror, **changes) -> None:
     mirror.save(update_fields=[*changes, "updated_at"])
 
 
+def _progress(mirror: GitHubMirror, **changes) -> None:
+    """Record what a successful GitHub call did, and end a failure streak in the same write, so
+    no reader ever sees a closed issue (or any new step) next to a stale error."""
+    if mirror.last_error:
+        _system_event(
+            mirror.run_id,
+            f"GitHub mirror caught up after {mirror.attempts} failed attempt(s): "
+            f"{changes.get('issue_url', mirror.issue_url)}",
+        )
+        changes["last_error"] = ""
+    _save(mirror, **changes)
+
+
 def _record_failure(mirror: GitHubMirror, message: str) -> None:
     mirror.refresh_from_db(fields=["attempts", "last_error"])
     first = not mirror.last_error
@@ -265,7 +274,8 @@ class Step:
 
 
 def _catch_up(client: GitHubMirrorClient, mirror: GitHubMirror) -> None:
-    verified_comments = False
+    # After a failed pass a comment may have been created although we saw an error.
+    unverified = bool(mirror.last_error)
     for _ in range(MAX_ROUNDS):
         request = (
             Run.objects.select_related(
@@ -278,18 +288,17 @@ def _catch_up(client: GitHubMirrorClient, mirror: GitHubMirror) -> None:
         if not mirror.issue_number:
             found = client.find_issue(view.issue_marker, labels=LOOKUP_LABELS)
             number, url = found or client.open_issue(view.title, view.issue_body(), ISSUE_LABELS[request.kind])
-            _save(mirror, issue_number=number, issue_url=url)
+            _progress(mirror, issue_number=number, issue_url=url)
             _system_event(request.pk, f"GitHub issue #{number}: {url}")
         steps = [s for s in view.steps(mirror) if s.key not in mirror.milestones and not (s.close_reason and mirror.closed)]
         if not steps:
             return
-        if mirror.last_error and not verified_comments and any(s.is_comment for s in steps):
-            # The last pass failed: a comment may have been created although we saw an error.
+        if unverified and any(s.is_comment for s in steps):
             bodies = client.comment_bodies(mirror.issue_number)
             already = [s.key for s in steps if s.is_comment and any(view.step_marker(s.key) in b for b in bodies)]
             if already:
                 _save(mirror, milestones=[*mirror.milestones, *already])
-            verified_comments = True
+            unverified = False
             steps = [s for s in steps if s.key not in already]
         for step in steps:
             if step.commit:
@@ -300,14 +309,14 @@ def _catch_up(client: GitHubMirrorClient, mirror: GitHubMirror) -> None:
                     sha, url = client.delete_files(view.code_path, view.commit_message(mirror.issue_number))
                 else:
                     sha, url = "", ""
-                _save(mirror, commit_sha=sha, commit_url=url, milestones=[*mirror.milestones, step.key])
+                _progress(mirror, commit_sha=sha, commit_url=url, milestones=[*mirror.milestones, step.key])
             elif step.close_reason:
                 client.close_issue(mirror.issue_number, reason=step.close_reason)
-                _save(mirror, closed=True)
+                _progress(mirror, closed=True)
             else:
                 body = view.render(step, mirror)
                 client.comment(mirror.issue_number, body)
-                _save(mirror, milestones=[*mirror.milestones, step.key])
+                _progress(mirror, milestones=[*mirror.milestones, step.key])
 
 
 class RequestView:

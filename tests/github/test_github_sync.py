@@ -282,6 +282,35 @@ def test_500s_leave_the_run_alone_and_the_next_pass_catches_up_without_duplicate
     assert any(m.startswith("GitHub mirror caught up after 1 failed attempt(s)") for m in messages)
 
 
+def test_no_saved_state_shows_new_progress_next_to_the_error_of_a_failed_pass(github_settings, fake_github, environment):
+    # Readers (the UI, the API, a test waiting for `closed`) may look between any two writes:
+    # the write that records the first successful call after a failure also clears the error.
+    from django.db.models.signals import post_save
+
+    run = queue_create(environment)
+    start(run, "render", "init", "plan", "apply")
+    enter_stage(run, "outputs")
+    succeed(run)
+    fake_github.fail(1, 500, match=r"POST .*/issues$")
+    with pytest.raises(GitHubError):
+        sync_run(run.pk)
+
+    saved = []
+
+    def record(sender, instance, **kwargs):
+        saved.append((instance.issue_number, tuple(instance.milestones), instance.closed, instance.last_error))
+
+    post_save.connect(record, sender=GitHubMirror)
+    try:
+        mirror = sync_run(run.pk)
+    finally:
+        post_save.disconnect(record, sender=GitHubMirror)
+
+    assert mirror.closed and mirror.last_error == ""
+    assert saved and saved[0][0] == 1  # the issue number is the first thing recorded...
+    assert all(last_error == "" for *_, last_error in saved)  # ...with the error cleared at once
+
+
 def test_a_timeout_after_github_created_the_issue_does_not_duplicate_it(github_settings, fake_github, environment):
     run = queue_create(environment)
     fake_github.delay(1.5, match=r"POST .*/issues$")  # created, but the answer comes too late
