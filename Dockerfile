@@ -17,7 +17,7 @@ WORKDIR /app
 COPY pyproject.toml ./
 RUN pip install .
 
-COPY manage.py ./
+COPY manage.py gunicorn.conf.py ./
 COPY portal ./portal
 COPY provisioning ./provisioning
 COPY patterns ./patterns
@@ -33,4 +33,4 @@ VOLUME ["/var/lib/portal"]
 
 EXPOSE 8000
 # web: migrate, collect static files into the volume, then gunicorn (see docker-compose.yml).
-CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py collectstatic --noinput --verbosity 0 && exec gunicorn portal.wsgi --bind 0.0.0.0:8000 --worker-class gthread --workers 2 --threads 4 --access-logfile - --no-control-socket"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py collectstatic --noinput --verbosity 0 && exec gunicorn portal.wsgi --config gunicorn.conf.py --bind 0.0.0.0:8000 --access-logfile - --no-control-socket"]

@@ -59,7 +59,7 @@ def commands(port: int) -> dict[str, list[str]]:
         "web": [
             str(BIN / "gunicorn"), "portal.wsgi",
             "--bind", f"{HOST}:{port}",
-            "--worker-class", "gthread", "--workers", "2", "--threads", "4",
+            "--config", str(ROOT / "gunicorn.conf.py"),
             "--graceful-timeout", "5",
             "--access-logfile", "-",
             # gunicorn >= 27 opens a control socket in ~/.gunicorn by default: two stacks

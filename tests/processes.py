@@ -375,7 +375,7 @@ def gunicorn_process(env: dict[str, str], log_dir: Path, *, port: int, ready_tim
     argv = [
         BIN_DIR / "gunicorn", "portal.wsgi",
         "--bind", f"127.0.0.1:{port}",
-        "--worker-class", "gthread", "--workers", "2", "--threads", "4",
+        "--config", str(BASE_DIR / "gunicorn.conf.py"),
         "--graceful-timeout", "3", "--timeout", "120",
         "--access-logfile", "-",
         "--no-control-socket",  # gunicorn >= 27 would share ~/.gunicorn/gunicorn.ctl otherwise

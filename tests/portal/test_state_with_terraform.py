@@ -103,6 +103,29 @@ def test_a_plan_waits_for_a_lock_that_is_released(tmp_path, web_server, environm
     assert tf.plan(60).ok  # -lock-timeout retried until the holder let go
 
 
+def test_the_server_keeps_an_idle_connection_open_longer_than_terraform_waits_between_lock_retries(web_server):
+    # Terraform waits 1, 2, 4, 8 then 16 s between LOCK attempts on a reused connection. With
+    # gunicorn's default 2 s keep-alive the server closed it as the 2 s retry was sent, and the
+    # LOCK failed with EOF (see gunicorn.conf.py). 17 s would be exact; 5 s shows it is not 2.
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    address = urlsplit(web_server)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+    connection.request("GET", "/healthz")
+    first = connection.getresponse()
+    first.read()
+    assert first.status == 200 and not first.will_close
+    sock = connection.sock
+    time.sleep(5)
+    connection.request("GET", "/healthz")  # http.client reconnects only if it noticed a close
+    second = connection.getresponse()
+    second.read()
+    assert second.status == 200 and connection.sock is sock  # the same connection answered
+    connection.close()
+
+
 def test_a_wrong_credential_is_refused(tmp_path, web_server, environment):
     run, _ = credential(environment)
     tf = runner(tmp_path, web_server, environment, run, "not-the-token")
