@@ -98,9 +98,8 @@ class RunRecorder:
     # -- Sink --------------------------------------------------------------------------------
 
     def stage(self, stage: str) -> None:
-        self.flush()
+        self.flush()  # what came before the stage stays before its event
         transitions.set_stage(self.run_id, stage, self.worker)
-        self._add({"kind": RunEvent.Kind.STAGE, "message": f"Stage: {stage}", "data": {"stage": stage}})
 
     def event(self, event: TerraformEvent) -> None:
         data = event.data
@@ -247,9 +246,10 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
         if watchdog.lost:
             recorder.note("This worker lost the run's lease; the reaper already ended it.", "error")
             return None
-        follow_up = _conclude(run, worker, outcome, pipeline.current)
         if outcome.ok and aws_accounts.is_aws(run):
+            # Before the run concludes, so whoever sees it finished also sees the check.
             _after_aws_run(run, outcome, recorder)
+        follow_up = _conclude(run, worker, outcome, pipeline.current)
     except TransitionLost:
         log.warning("run %s moved on while it was being executed", run.pk)
     except Exception as exc:  # errored: a bug or an infrastructure fault, not Terraform saying no

@@ -140,10 +140,18 @@ def requeue_unclaimed_run(run_id: int, reason: str) -> None:
 
 
 def set_stage(run_id: int, stage: str, worker: str) -> None:
-    """Move a running run to the next pipeline stage (only its own worker may)."""
-    _cas(run_id, {"status": RunStatus.RUNNING, "worker": worker}, stage=stage)
-    if stage in (RunStage.APPLY, RunStage.DESTROY):
-        _mirror(run_id)
+    """Move a running run to the next pipeline stage (only its own worker may).
+
+    The "Stage: x" event is written in the same transaction, so whoever sees the new stage
+    (the UI, the GitHub mirror asking when apply started) also sees its event and time.
+    """
+    from portal.services.events import append_events
+
+    with transaction.atomic():
+        _cas(run_id, {"status": RunStatus.RUNNING, "worker": worker}, stage=stage)
+        append_events(run_id, [{"kind": RunEvent.Kind.STAGE, "message": f"Stage: {stage}", "data": {"stage": stage}}])
+        if stage in (RunStage.APPLY, RunStage.DESTROY):
+            _mirror(run_id)
 
 
 def renew_lease(run_id: int, worker: str) -> bool:

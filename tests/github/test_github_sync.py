@@ -410,7 +410,9 @@ def test_a_stored_error_is_redacted_even_when_it_is_not_a_github_error(github_se
 @pytest.mark.django_db(transaction=True)  # the second pass runs on another thread's connection
 def test_two_passes_of_one_request_never_run_at_once(github_settings, fake_github, environment):
     run = queue_create(environment)
-    fake_github.delay(0.5, match=r"POST .*/issues$")
+    github_settings.GITHUB_TIMEOUT = 10  # the first pass waits out the 3 s window below
+    github_mirror.reset_clients()
+    fake_github.delay(3, match=r"POST .*/issues$")  # the window for the second pass
     errors = []
 
     def first_pass():

@@ -13,7 +13,11 @@ from tests.factories import make_account, make_department, make_pool, make_produ
 
 
 @pytest.mark.django_db(transaction=True)
-def test_twenty_concurrent_requests_get_twenty_distinct_networks():
+def test_twenty_concurrent_requests_get_twenty_distinct_networks(monkeypatch):
+    # Dispatch is recorded, not sent: a worker started by another test would otherwise pick the
+    # run up and still be running Terraform for it when this test's tables are flushed.
+    sent = []
+    monkeypatch.setattr("portal.services.dispatch._send", sent.extend)
     department = make_department("payments")
     account = make_account(department, max_concurrent_runs=1)
     make_pool(account, "10.40.0.0/20", prefix_length=24)  # 16 blocks
@@ -47,3 +51,4 @@ def test_twenty_concurrent_requests_get_twenty_distinct_networks():
     assert len(refusals) == 1 and "No free network left" in refusals[0].message
     assert Environment.objects.count() == 20  # the refused request left nothing behind
     assert CidrAllocation.objects.filter(released_at__isnull=True).count() == 20
+    assert len(sent) == 1  # the account runs one at a time: the other nineteen wait in its queue

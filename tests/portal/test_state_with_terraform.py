@@ -143,6 +143,7 @@ def test_an_expired_credential_is_refused(tmp_path, web_server, environment):
     assert StateVersion.objects.count() == 0
 
 
+@pytest.mark.timeout(900)  # fifty fresh Terraform processes; about 2 minutes on a loaded 2-core box
 def test_fifty_sequential_applies_keep_fifty_ordered_state_versions(tmp_path, web_server, environment):
     run, token = credential(environment)
     tf = runner(tmp_path, web_server, environment, run, token)
