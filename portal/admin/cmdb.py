@@ -5,7 +5,7 @@ import ipaddress
 
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.db import models
 from django.db.models import Count, IntegerField, OuterRef, ProtectedError, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -338,23 +338,7 @@ class EnvironmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ("Result", {"fields": ["cidr", "outputs_display", "state"]}),
         ("Dates", {"fields": ["created_at", "updated_at", "deleted_at"]}),
     ]
-    readonly_fields = [
-        "name",
-        "product",
-        "account",
-        "status",
-        "status_reason",
-        "requested_by",
-        "pattern",
-        "parameters_display",
-        "code_files",
-        "cidr",
-        "outputs_display",
-        "state",
-        "created_at",
-        "updated_at",
-        "deleted_at",
-    ]
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     @admin.display(description="pattern", ordering="pattern_slug")
     def pattern(self, environment):

@@ -1,6 +1,7 @@
 """Admin for runs: read-only. A run's status moves only through `portal.services.runs`."""
 
 from django.contrib import admin
+from django.contrib.admin.utils import flatten_fieldsets
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
@@ -52,31 +53,7 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ("Events", {"fields": ["event_log"]}),
     ]
     # `state_token_hash` is deliberately absent: a credential hash has no business on a page.
-    readonly_fields = [
-        "environment_link",
-        "account",
-        "kind",
-        "status",
-        "stage",
-        "progress",
-        "rollback_links",
-        "requested_by",
-        "pattern_slug",
-        "pattern_version",
-        "queued_at",
-        "dispatched_at",
-        "started_at",
-        "finished_at",
-        "lease_expires_at",
-        "worker",
-        "cancel_requested_at",
-        "cancel_requested_by",
-        "explanation",
-        "traceback_display",
-        "plan_summary_display",
-        "commands_display",
-        "event_log",
-    ]
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("environment__product", "account", "requested_by")

@@ -10,17 +10,22 @@ from django.db.models import Q
 from portal.models import Department, Product, SandboxAccount
 
 
-class DepartmentFilterSet(django_filters.FilterSet):
+class SlugNameSearchFilterSet(django_filters.FilterSet):
+    """`q`: a case-insensitive match in the slug or the name."""
+
     q = django_filters.CharFilter(method="search", label="Search slug and name")
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        return queryset.filter(Q(slug__icontains=value) | Q(name__icontains=value)) if value else queryset
+
+
+class DepartmentFilterSet(SlugNameSearchFilterSet):
     member = django_filters.CharFilter(field_name="members__username", label="Member (username)")
 
     class Meta:
         model = Department
         fields = ["q", "member"]
-
-    def search(self, queryset, name, value):
-        value = value.strip()
-        return queryset.filter(Q(slug__icontains=value) | Q(name__icontains=value)) if value else queryset
 
 
 class SandboxAccountFilterSet(django_filters.FilterSet):
@@ -34,14 +39,9 @@ class SandboxAccountFilterSet(django_filters.FilterSet):
         fields = ["department", "kind", "is_active", "account_id"]
 
 
-class ProductFilterSet(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="search", label="Search slug and name")
+class ProductFilterSet(SlugNameSearchFilterSet):
     department = django_filters.CharFilter(field_name="department__slug", label="Department (slug)")
 
     class Meta:
         model = Product
         fields = ["q", "department"]
-
-    def search(self, queryset, name, value):
-        value = value.strip()
-        return queryset.filter(Q(slug__icontains=value) | Q(name__icontains=value)) if value else queryset

@@ -6,15 +6,15 @@ restarted without them afterwards so the rest of the session sees the usual work
 """
 
 import re
-import time
 
 import pytest
 
-from portal.models import Environment, GitHubMirror, Run, RunStatus
+from portal.models import GitHubMirror, Run, RunStatus
 from portal.services import environments, github_mirror
 from tests.factories import make_account, make_department, make_pool, make_product, make_user
 from tests.github.conftest import REPOSITORY, TOKEN
 from tests.github_fake import FakeGitHub
+from tests.waiting import wait_for_environment, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -39,21 +39,6 @@ def fake_github_for_worker(web_server, celery_worker, portal_env, settings):
             github_mirror.reset_clients()
 
 
-def wait_for(predicate, what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"gave up waiting for {what} after {timeout}s")
-
-
-def settled(env_id, status):
-    env = Environment.objects.get(pk=env_id)
-    return env if env.status == status and not env.runs.filter(status__in=["queued", "running"]).exists() else None
-
-
 def test_a_real_create_and_delete_are_mirrored_through_a_github_outage(fake_github_for_worker, celery_worker):
     fake = fake_github_for_worker
     department = make_department("payments")
@@ -66,17 +51,17 @@ def test_a_real_create_and_delete_are_mirrored_through_a_github_outage(fake_gith
     create = environments.request_create(
         user=owner, product=product, pattern_slug="demo-ecs", name="dev", parameters={"delay_seconds": 1}
     )
-    env = wait_for(lambda: settled(create.environment_id, "ready"), "the environment to be ready")
+    env = wait_for_environment(create.environment_id, ["ready"])
 
     assert Run.objects.get(pk=create.pk).status == RunStatus.SUCCEEDED  # the outage changed nothing
-    mirror = wait_for(lambda: GitHubMirror.objects.filter(run=create, closed=True).first(), "the create issue to close")
+    mirror = wait_until(lambda: GitHubMirror.objects.filter(run=create, closed=True).first(), "the create issue to close")
     assert mirror.attempts >= 1 and mirror.last_error == ""
     code_path = "environments/000000000901/shop-dev"
     assert {p.rsplit("/", 1)[1] for p in fake.files() if p.startswith(code_path + "/")} == set(env.code_snapshot)
 
     destroy = environments.request_delete(user=owner, environment=env)
-    wait_for(lambda: settled(env.pk, "deleted"), "the environment to be deleted")
-    delete_mirror = wait_for(lambda: GitHubMirror.objects.filter(run=destroy, closed=True).first(), "the delete issue to close")
+    wait_for_environment(env.pk, ["deleted"])
+    delete_mirror = wait_until(lambda: GitHubMirror.objects.filter(run=destroy, closed=True).first(), "the delete issue to close")
 
     issues = fake.issues
     assert [(i.title, i.state, i.state_reason) for i in issues.values()] == [

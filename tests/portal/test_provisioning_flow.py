@@ -6,7 +6,6 @@ backend lives there) and a Celery worker, both on the test database.
 
 import json
 import threading
-import time
 
 import pytest
 from django.db import connection
@@ -15,6 +14,7 @@ from portal.models import CidrAllocation, Endpoint, Environment, Run, RunStatus,
 from portal.services import environments
 from portal.services.errors import Conflict
 from tests.factories import make_account, make_department, make_pool, make_product, make_user
+from tests.waiting import wait_for_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -29,19 +29,6 @@ def world(web_server, celery_worker):
         "product": make_product(department, slug="shop"),
         "owner": make_user("owner", departments=[department]),
     }
-
-
-def wait_for_environment(env_id, statuses, timeout=120):
-    """Poll the row until the environment settles in one of `statuses` with no run unfinished."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        env = Environment.objects.get(pk=env_id)
-        busy = env.runs.filter(status__in=["queued", "running"]).exists()
-        if env.status in statuses and not busy:
-            return env
-        time.sleep(0.2)
-    runs = list(Run.objects.filter(environment_id=env_id).values("pk", "kind", "status", "stage", "explanation"))
-    raise AssertionError(f"environment {env_id} is {env.status}, not {statuses} after {timeout}s; runs: {runs}")
 
 
 def latest_state(env):

@@ -14,7 +14,7 @@ from portal.services import environments
 from portal.services.dispatch import queue_position
 from portal.services.reaper import reap_expired
 from tests.factories import make_account, make_department, make_pool, make_product, make_user
-from tests.portal.test_provisioning_flow import wait_for_environment
+from tests.waiting import wait_for_environment, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -37,16 +37,6 @@ def create(world, name, account=None, **params):
         user=world["owner"], product=world["product"], pattern_slug="demo-ecs", name=name,
         parameters=params, account=account,
     )
-
-
-def wait_until(predicate, timeout=60, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def in_apply(run_id):
