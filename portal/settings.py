@@ -93,6 +93,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that cannot be reached must fail a request fast (the state endpoint then
+    # answers 503 and Terraform retries) rather than hold a worker thread for minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -198,8 +204,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+REAP_INTERVAL_SECONDS = env_float("REAP_INTERVAL_SECONDS", 10.0)
 CELERY_BEAT_SCHEDULE = {
-    "reap-expired-runs": {"task": "portal.reap", "schedule": env_float("REAP_INTERVAL_SECONDS", 10.0)},
+    "reap-expired-runs": {"task": "portal.reap", "schedule": REAP_INTERVAL_SECONDS},
     "github-mirror-catch-up": {"task": "portal.mirror_catch_up", "schedule": 300.0},
     "purge-idempotency-records": {"task": "portal.purge_idempotency_records", "schedule": 3600.0},
 }
@@ -214,6 +221,21 @@ TERRAFORM_PROVIDER_MIRROR = env_str("TERRAFORM_PROVIDER_MIRROR", "") or None
 TERRAFORM_GRACE_SECONDS = env_float("TERRAFORM_GRACE_SECONDS", 20.0)
 TERRAFORM_STEP_TIMEOUT = env_int("TERRAFORM_STEP_TIMEOUT", 3600, minimum=10)
 RUN_WORKDIR_ROOT = env_path("RUN_WORKDIR_ROOT", VAR_DIR / "runs")
+# The folder standing for the cloud of `local` sandbox accounts: the offline demo pattern
+# keeps one file per resource there while it exists (read by the local orphan report).
+LOCAL_CLOUD_DIR = env_path("LOCAL_CLOUD_DIR", VAR_DIR / "cloud")
+# --- Terraform state (the portal's http backend) and what survives its outages -------------
+# The largest state document the portal stores (the state endpoint answers 413 above it).
+STATE_MAX_BYTES = env_int("STATE_MAX_BYTES", 64 * 1024 * 1024, minimum=1024 * 1024)
+# Terraform's http-backend retries (TF_HTTP_RETRY_*): with 1 s doubling up to 5 s, 24 retries
+# ride out about two minutes of an unreachable web server or database.
+STATE_BACKEND_RETRY_MAX = env_int("STATE_BACKEND_RETRY_MAX", 24, minimum=0)
+STATE_BACKEND_RETRY_WAIT_MAX = env_int("STATE_BACKEND_RETRY_WAIT_MAX", 5, minimum=1)
+# How long a rollback or destroy waits for the state backend to answer before it gives up
+# without destroying anything, and how long a worker keeps trying to store a state Terraform
+# could not write (its errored.tfstate) before it leaves it in the run folder for the sweeper.
+STATE_BACKEND_WAIT_SECONDS = env_int("STATE_BACKEND_WAIT_SECONDS", 300, minimum=1)
+STATE_RECOVERY_WAIT_SECONDS = env_int("STATE_RECOVERY_WAIT_SECONDS", 300, minimum=1)
 # A running run renews its lease every lease/3 seconds; a lease that lapses means the
 # worker died and the reaper marks the run interrupted.
 RUN_LEASE_SECONDS = env_int("RUN_LEASE_SECONDS", 60, minimum=5)

@@ -1,4 +1,5 @@
-"""Worker start-up hook: a restarted worker reaps the runs its dead predecessor left."""
+"""Worker start-up hook: a restarted worker reaps the runs its dead predecessor left and sweeps
+their run folders."""
 
 import logging
 import socket
@@ -12,11 +13,15 @@ log = logging.getLogger(__name__)
 def reap_on_worker_start(sender=None, **kwargs):
     from portal.services.reaper import reap_dead_local_workers, reap_expired
 
+    from portal.services.workdirs import sweep_quietly
+
     try:
         reap_dead_local_workers(socket.gethostname())
         reap_expired()
     except Exception:  # never keep a worker from starting; beat retries in seconds
         log.exception("reaping at worker start failed")
+    # Folders the dead predecessor left: store any state in them, then remove them.
+    sweep_quietly()
 
 
 @worker_init.connect

@@ -5,16 +5,26 @@ and events go to a `Sink` the caller provides (the portal writes them into the C
 pipeline decides nothing about rollback or environment status: it returns an `Outcome` and
 the portal's services decide.
 
+What the Outcome says about the state is never taken from an exit code alone (DESIGN.md,
+durability rules): after every apply or destroy the pipeline looks for the state Terraform
+could not write (`errored.tfstate`) and has the sink store it; `state_unknown` says that the
+state Terraform ended with did not reach the portal. An apply whose resources all completed
+is an applied apply, even if writing the state or releasing the lock failed afterwards.
+
 Must not import Django or anything from `portal/`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from provisioning import statebackend
 
 from provisioning.patterns import EndpointSpec
 from provisioning.redact import Redactor
@@ -32,8 +42,13 @@ WORKSPACE_PATH_RE = re.compile(r"^(modules/[A-Za-z0-9_-]+/)?[A-Za-z0-9_][A-Za-z0
 FQDN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 
 
+# Terraform's state file when writing to the backend failed (written in the working dir).
+ERRORED_STATE = "errored.tfstate"
+
+
 class Sink(Protocol):
-    """Where a run reports what happens, as it happens."""
+    """Where a run reports what happens, as it happens. None of these may raise because the
+    portal's database is away: the sink keeps what it cannot write yet."""
 
     def stage(self, stage: str) -> None: ...
     def event(self, event: TerraformEvent) -> None: ...
@@ -41,11 +56,23 @@ class Sink(Protocol):
     def plan_summary(self, summary: dict) -> None: ...
     def progress(self, done: int, planned: int) -> None: ...
     def command(self, result: StepResult) -> None: ...
+    def may_apply(self) -> bool:
+        """Asked right before apply starts: False if a cancel was requested (or the run is no
+        longer this worker's). Answered from the database, waiting for it if it is away."""
+        ...
+    def recover_state(self, path: Path) -> bool:
+        """Store the state file Terraform left at `path`; True once it is safely stored."""
+        ...
 
 
 @dataclass
 class Outcome:
-    """How a pipeline ended. `status`: succeeded | failed | cancelled."""
+    """How a pipeline ended. `status`: succeeded | failed | cancelled.
+
+    `state_unknown`: the state Terraform ended with did not reach the portal (it was killed
+    before saving, or its state could not be stored): resources may exist that the stored
+    state does not list. `late_cancel`: a cancel arrived after Terraform had finished.
+    """
 
     status: str
     stage: str
@@ -53,6 +80,8 @@ class Outcome:
     apply_failed: bool = False
     outputs: dict = field(default_factory=dict)
     endpoints: list[dict] = field(default_factory=list)
+    state_unknown: bool = False
+    late_cancel: bool = False
 
     @property
     def ok(self) -> bool:
@@ -72,8 +101,27 @@ class _Observer:
         self.sink = sink
         self.planned = 0
         self.done = 0
+        self.errored = 0  # apply_errored: a resource Terraform could not create/change/delete
+        self.error_summaries: list[str] = []
         self.planned_changes: list[dict] = []
         self.outputs: dict[str, dict] | None = None
+
+    def start_step(self) -> None:
+        """Errors are counted per step: the apply's, not the plan's."""
+        self.errored = 0
+        self.error_summaries = []
+
+    def all_changes_completed(self) -> bool:
+        """Every planned change completed and none errored: the apply did its work, whatever
+        happened to the state write or the unlock after it."""
+        return self.errored == 0 and self.planned > 0 and self.done >= self.planned
+
+    def only_state_errors(self) -> bool:
+        """The step's error diagnostics are all about saving the state or releasing the lock."""
+        return all(_is_state_error(summary) for summary in self.error_summaries)
+
+    def state_write_failed(self) -> bool:
+        return any(_is_state_write_error(summary) for summary in self.error_summaries)
 
     def __call__(self, event: TerraformEvent) -> None:
         data = event.data or {}
@@ -89,6 +137,10 @@ class _Observer:
         elif kind == "apply_complete":
             self.done += 1
             self.sink.progress(self.done, max(self.planned, self.done))
+        elif kind == "apply_errored":
+            self.errored += 1
+        elif kind == "diagnostic" and event.level == "error":
+            self.error_summaries.append(str((data.get("diagnostic") or {}).get("summary", "")))
         elif kind == "outputs":
             outputs = data.get("outputs") or {}
             # The plan's `outputs` message carries actions; the apply's carries values.
@@ -145,12 +197,20 @@ class Pipeline:
         redactor: Redactor,
         cancel: threading.Event,
         step_timeout: float,
+        max_state_bytes: int | None = None,
+        state_backend_wait: float = 300.0,
+        run_id: int = 0,
     ):
         self.workdir = Path(workdir)
         self.files = files
         self.sink = sink
         self.cancel = cancel
         self.step_timeout = step_timeout
+        self.max_state_bytes = max_state_bytes
+        self.state_backend_wait = state_backend_wait
+        self.env = dict(env)
+        self.run_id = run_id
+        self.recovered_state: dict | None = None
         self.observer = _Observer(sink)
         self.runner = TerraformRunner(
             settings, self.workdir, env, redactor=redactor, on_event=self.observer, cancel=cancel
@@ -177,12 +237,79 @@ class Pipeline:
 
     def _step(self, stage: str, call) -> StepResult:
         self._stage(stage)
+        self.observer.start_step()
         result = call()
         self.sink.command(result)
         return result
 
+    def _settle_state(self, result: StepResult) -> bool:
+        """After an apply or destroy: is the state Terraform ended with stored in the portal?
+
+        Terraform writes `errored.tfstate` when the backend refused or could not take its
+        final write; the sink stores it as a recovered version, then the file is renamed so
+        the folder may be swept. Killed before it could save (a negative exit code), or a
+        write that failed with no file left: the state is unknown.
+        """
+        errored = self.workdir / ERRORED_STATE
+        if errored.exists():
+            self.sink.note("Terraform could not write its final state to the portal; storing the copy it left (errored.tfstate).", "warning")
+            try:
+                self.recovered_state = json.loads(errored.read_bytes())
+            except ValueError:
+                self.recovered_state = None
+            if not self.sink.recover_state(errored):
+                return False
+            errored.rename(errored.with_name(f"{ERRORED_STATE}.recovered-run-{self.run_id}"))
+            return True
+        if result.returncode is not None and result.returncode < 0:
+            return False  # killed by a signal: whatever it did since its last write is not stored
+        if self.observer.state_write_failed():
+            return False
+        return True
+
+    def _state_unknown(self, what: str) -> Outcome:
+        folder = self.workdir
+        return Outcome(
+            "failed",
+            self.current,
+            f"State unknown: the state Terraform ended {what} with did not reach the portal, so "
+            f"resources may exist that the stored state does not list. The run folder {folder} is kept "
+            "on the worker and its state is stored as soon as that is possible; until then do not delete.",
+            state_unknown=True,
+        )
+
+    def _planned_state_too_large(self) -> str | None:
+        """A lower bound of the state the plan would produce: its planned values, uncompressed
+        (msgpack, smaller than the state's JSON). Over the backend's limit, apply would build
+        resources whose state the portal must refuse: say so before applying."""
+        if not self.max_state_bytes:
+            return None
+        try:
+            with zipfile.ZipFile(self.workdir / "tfplan") as plan:
+                size = sum(info.file_size for info in plan.infolist() if info.filename == "tfplan")
+        except (OSError, zipfile.BadZipFile):
+            return None
+        if size > self.max_state_bytes:
+            return (
+                f"The planned state is at least {size / 2**20:.1f} MiB, over the state backend's limit of "
+                f"{self.max_state_bytes / 2**20:.0f} MiB (STATE_MAX_BYTES); nothing was applied."
+            )
+        return None
+
+    def _wait_for_state_backend(self) -> str | None:
+        """A destroy never starts while the state backend is unreachable for it."""
+        reason = statebackend.wait_until_reachable(
+            self.env,
+            max_wait=self.state_backend_wait,
+            cancel=self.cancel,
+            on_wait=lambda why: self.sink.note(f"Waiting for the state backend before destroying anything: {why}.", "warning"),
+        )
+        return reason
+
     def _stopped(self, result: StepResult, what: str) -> Outcome | None:
         """The Outcome for a step that did not succeed, or None when it did."""
+        if result.ok:
+            return None
         if result.cancelled:
             return Outcome("cancelled", self.current, f"Cancelled during {what}; Terraform stopped and saved its state.")
         if result.timed_out:
@@ -205,6 +332,11 @@ class Pipeline:
         if stopped := self._init():
             return stopped
         plan = self._step("plan", lambda: self.runner.plan(self.step_timeout))
+        # An interrupted plan may exit 0 with a partial plan: never apply one.
+        if plan.cancelled or (plan.ok and self.cancel.is_set()):
+            return Outcome("cancelled", "plan", "Cancelled during plan; nothing was applied.")
+        if plan.timed_out:
+            return Outcome("failed", "plan", f"terraform plan timed out after {self.step_timeout:.0f}s and was stopped; nothing was applied.")
         if stopped := self._stopped(plan, "plan"):
             return stopped
         summary = self.observer.plan_summary()
@@ -212,31 +344,63 @@ class Pipeline:
         # A replacement is two completions (delete + create), counted in add and in destroy.
         self.observer.planned = summary["add"] + summary["change"] + summary["destroy"]
         self.sink.progress(0, self.observer.planned)
-        if self.cancel.is_set():
-            return Outcome("cancelled", "plan", "Cancelled after plan; nothing was applied.")
+        if too_large := self._planned_state_too_large():
+            return Outcome("failed", "plan", too_large)
+        # Checked against the database right before apply starts (a cancel the watchdog has
+        # not relayed yet must still prevent it).
+        if self.cancel.is_set() or not self.sink.may_apply():
+            return Outcome("cancelled", "plan", "Cancelled before apply; nothing was applied.")
         apply = self._step("apply", lambda: self.runner.apply(self.step_timeout))
-        if stopped := self._stopped(apply, "apply"):
+        state_stored = self._settle_state(apply)
+        completed = apply.ok or (self.observer.all_changes_completed() and self.observer.only_state_errors())
+        if not state_stored:
+            return self._state_unknown("the apply")
+        if not completed:
+            if apply.cancelled:
+                return Outcome("cancelled", "apply", "Cancelled during apply; Terraform stopped and saved its state.")
+            stopped = self._stopped(apply, "apply") or Outcome("failed", "apply", "terraform apply failed.")
             stopped.apply_failed = stopped.status == "failed"
             return stopped
+        if not apply.ok:
+            self.sink.note(
+                "Apply complete; only storing the state or releasing the lock failed afterwards, and the state is "
+                "stored now: this is not a failed apply.",
+                "warning",
+            )
         self._stage("outputs")
         try:
             outputs = self.observer.output_values()
+            if (outputs is None or any(spec.output not in outputs for spec in endpoints)) and self.recovered_state:
+                outputs = state_output_values(self.recovered_state)
             if outputs is None or any(spec.output not in outputs for spec in endpoints):
                 outputs = self.runner.outputs()  # not in the stream (e.g. an older Terraform)
             found = endpoints_from_outputs(outputs, endpoints)
         except (TerraformError, ValueError) as exc:
             return Outcome("failed", "outputs", f"Reading the outputs failed: {exc}", apply_failed=True)
-        return Outcome("succeeded", "outputs", "Applied.", outputs=outputs, endpoints=found)
+        return Outcome(
+            "succeeded", "outputs", "Applied.", outputs=outputs, endpoints=found,
+            late_cancel=apply.cancelled or self.cancel.is_set(),
+        )
 
     def destroy(self) -> Outcome:
-        """render -> init -> apply -destroy, from the stored snapshot and the portal's state."""
+        """render -> (state backend reachable?) -> init -> apply -destroy, from the stored
+        snapshot and the portal's state."""
         self._write_workspace()
+        if reason := self._wait_for_state_backend():
+            return Outcome(
+                "failed", "render",
+                f"The state backend could not be used ({reason}), so nothing was destroyed.",
+            )
         if stopped := self._init():
             return stopped
         result = self._step("destroy", lambda: self.runner.destroy(self.step_timeout))
-        if stopped := self._stopped(result, "destroy"):
-            return stopped
-        return Outcome("succeeded", "destroy", "Destroyed.")
+        if not self._settle_state(result):
+            return self._state_unknown("the destroy")
+        if result.ok:
+            return Outcome("succeeded", "destroy", "Destroyed.", late_cancel=result.cancelled)
+        if result.cancelled:
+            return Outcome("cancelled", "destroy", "Cancelled during destroy; Terraform stopped and saved its state.")
+        return self._stopped(result, "destroy") or Outcome("failed", "destroy", "terraform destroy failed.")
 
 
 BLOCK_TYPE_RE = re.compile(r'^\s*(?:resource|data|ephemeral)\s+"([^"]+)"', re.MULTILINE)
@@ -272,6 +436,23 @@ def endpoints_from_outputs(outputs: dict, specs: tuple[EndpointSpec, ...]) -> li
             url = str(outputs[spec.url_output])
         rows.append({"fqdn": fqdn, "url": url, "kind": spec.kind})
     return rows
+
+
+def state_output_values(document: dict) -> dict:
+    """Output values of a state document (sensitive ones are never kept)."""
+    outputs = document.get("outputs") or {}
+    return {name: o["value"] for name, o in outputs.items() if isinstance(o, dict) and "value" in o and not o.get("sensitive")}
+
+
+def _is_state_write_error(summary: str) -> bool:
+    text = summary.lower()
+    return "state" in text and any(word in text for word in ("save", "persist", "write", "writing"))
+
+
+def _is_state_error(summary: str) -> bool:
+    """Diagnostics of the state write or the unlock that follow a completed apply."""
+    text = summary.lower()
+    return _is_state_write_error(summary) or ("lock" in text and any(w in text for w in ("releas", "unlock")))
 
 
 def _last_error(result: StepResult) -> str:

@@ -39,6 +39,10 @@ from typing import IO, Any
 from provisioning.redact import Redactor, is_secret_name
 
 TFEXEC = Path(__file__).with_name("tfexec.py")
+# tfexec.py's control channel (kept in step with CONTROL_ARG / INTERRUPT_REQUEST there; that
+# file imports nothing from the project, so the names are repeated here).
+TFEXEC_CONTROL_ARG = "--tfexec-control=stdin"
+INTERRUPT_REQUEST = b"interrupt"
 
 # The fixed PATH Terraform and its provisioners see; the caller's `env` may override it.
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -81,7 +85,9 @@ class TerraformSettings:
         if self.binary:
             return [self.binary]
         # -I: isolated mode, so no PYTHONPATH/user site from the worker leaks into Terraform.
-        return [sys.executable, "-I", str(TFEXEC)]
+        # The control flag is an argument, not an environment variable: the Go runtime copies
+        # the process environment as it loads, so Terraform's provisioners would see it.
+        return [sys.executable, "-I", str(TFEXEC), TFEXEC_CONTROL_ARG]
 
     @property
     def init_lock_dir(self) -> Path | None:
@@ -140,7 +146,10 @@ class StepResult:
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.cancelled and not self.timed_out
+        """Terraform finished its work. A cancel or timeout that came while it was already
+        finishing does not undo what it did: the exit code is the truth (issue 11: an apply
+        that completed was recorded as cancelled)."""
+        return self.returncode == 0
 
 
 class TerraformRunner:
@@ -337,12 +346,15 @@ class TerraformRunner:
             return self._not_started(step, args, started)
         self.write_cli_config()
         env = self.base_env()
+        embedded = not self.settings.binary  # interrupts are asked for on its stdin (tfexec.py)
         try:
             proc = subprocess.Popen(
                 argv,
                 cwd=self.workdir,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                # The embedded wrapper takes interrupt requests on stdin and delivers SIGINT
+                # when Terraform can take it; an external binary gets SIGINT directly.
+                stdin=subprocess.PIPE if embedded else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # own process group: signals reach provisioners too
@@ -360,6 +372,7 @@ class TerraformRunner:
             deadline=started + timeout,
             cancel=self.cancel,
             grace_seconds=self.settings.grace_seconds,
+            interrupt=(lambda: _ask_to_interrupt(proc)) if embedded else None,
         )
         stdout_lines: list[str] = []
         stderr_tail = _Tail(STDERR_TAIL_BYTES)
@@ -404,6 +417,11 @@ class TerraformRunner:
             group.wait_empty()
             proc.stdout.close()
             proc.stderr.close()
+            if proc.stdin is not None:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
         if stderr_errors:
             raise stderr_errors[0]
         return StepResult(
@@ -528,6 +546,15 @@ _PR_SET_PDEATHSIG = 1
 _libc = _load_libc()
 
 
+def _ask_to_interrupt(proc: subprocess.Popen) -> None:
+    """Ask the embedded wrapper for one SIGINT to its group (see tfexec.py for why)."""
+    try:
+        proc.stdin.write(INTERRUPT_REQUEST + b"\n")
+        proc.stdin.flush()
+    except (OSError, ValueError):
+        pass  # the wrapper is gone already
+
+
 def _seconds(value: float) -> str:
     """A Terraform duration (`60s`) from seconds."""
     return f"{max(int(round(value)), 0)}s"
@@ -641,6 +668,8 @@ class _Supervision:
     deadline: float
     cancel: threading.Event
     grace_seconds: float
+    # How to interrupt Terraform; None: SIGINT to the group.
+    interrupt: Callable[[], None] | None = None
     reason: str | None = None  # "cancelled" | "timed_out" once interrupted
     _stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -665,7 +694,10 @@ class _Supervision:
                 if self.reason is not None:
                     # SIGINT = Ctrl-C: Terraform stops its operations, saves state and
                     # releases the state lock; a second SIGINT would make it abort hard.
-                    self.group.signal(signal.SIGINT)
+                    if self.interrupt is not None:
+                        self.interrupt()
+                    else:
+                        self.group.signal(signal.SIGINT)
                     interrupted_at = now
             elif not killed and now >= interrupted_at + self.grace_seconds:
                 self.group.kill()

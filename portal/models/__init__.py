@@ -13,7 +13,7 @@ from portal.models.cmdb import (
     SandboxAccount,
 )
 from portal.models.mirror import GitHubMirror
-from portal.models.runs import Run, RunEvent, RunKind, RunStage, RunStatus
+from portal.models.runs import ReaperPass, Run, RunEvent, RunKind, RunStage, RunStatus
 from portal.models.state import StateLock, StateLockRelease, StateVersion
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "GitHubMirror",
     "IdempotencyRecord",
     "ListenerPriority",
+    "ReaperPass",
     "CidrAllocation",
     "CidrPool",
     "Department",

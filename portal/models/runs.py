@@ -146,3 +146,15 @@ class RunEvent(models.Model):
 
     def __str__(self):
         return f"{self.run_id}#{self.seq} {self.message[:60]}"
+
+
+class ReaperPass(models.Model):
+    """When the reaper last looked at the leases (one row). A reaper that could not look for a
+    while (the database or beat was down) gives every running run a fresh lease first instead
+    of reaping: their workers could not renew either (issue 11)."""
+
+    name = models.CharField(max_length=40, unique=True)
+    at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.name} at {self.at:%H:%M:%S}"

@@ -15,6 +15,9 @@ class StateVersion(models.Model):
     size = models.PositiveIntegerField()
     resource_count = models.PositiveIntegerField(default=0)
     content = models.BinaryField()
+    # Empty for a write Terraform made through the http backend; otherwise where the portal
+    # found the state it stored itself (Terraform's `errored.tfstate` after a failed write).
+    recovered_from = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

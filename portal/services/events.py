@@ -3,21 +3,27 @@
 from django.db import transaction
 from django.db.models import F
 
-from portal.models import Run, RunEvent
+from portal.models import Run, RunEvent, RunStatus
+from portal.services.errors import TransitionLost
 
 MAX_MESSAGE = 8000
 
 
-def append_events(run_id: int, items: list[dict]) -> int:
+def append_events(run_id: int, items: list[dict], *, worker: str | None = None) -> int:
     """Append events `{"kind", "level", "message", "data"}` with consecutive seq numbers.
 
     The run row is locked while seqs are taken, so the worker's log stream and a person's
-    "cancel requested" note never collide. Returns the last seq written.
+    "cancel requested" note never collide. Returns the last seq written. With `worker`, the
+    events are written only while that worker still owns the running run (a reaped worker
+    cannot write into an interrupted run): TransitionLost otherwise.
     """
     if not items:
         return 0
     with transaction.atomic():
-        last = Run.objects.select_for_update().values_list("last_event_seq", flat=True).get(pk=run_id)
+        row = Run.objects.select_for_update().values_list("last_event_seq", "status", "worker").get(pk=run_id)
+        last, status, owner = row
+        if worker is not None and (status != RunStatus.RUNNING or owner != worker):
+            raise TransitionLost(f"run {run_id} is no longer running on {worker}")
         rows = []
         for offset, item in enumerate(items, start=1):
             rows.append(

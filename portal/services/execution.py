@@ -5,16 +5,20 @@ duplicate delivery does nothing), gives Terraform per-run state credentials, str
 into the database through `RunRecorder`, keeps the lease alive and watches for cancel on a
 `Watchdog` thread, and hands the pipeline's Outcome to the transitions in `runs`.
 
+Durability (DESIGN.md): nothing the database does can make this module stop a running
+Terraform. Writes that fail are kept and retried; the conclusion waits for the database; the
+run folder is removed only when no state in it is unstored (`workdirs`).
+
 One runner owns start / try / finally / cleanup (STYLE rule 9).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import secrets
-import shutil
 import socket
 import threading
 import time
@@ -22,11 +26,13 @@ import traceback
 from pathlib import Path
 
 from django.conf import settings
+from django.db import Error as DatabaseFault
 from django.db import close_old_connections, connection
 
 from portal.models import Run, RunEvent, RunKind, RunStage, RunStatus
-from portal.services import aws_accounts
+from portal.services import aws_accounts, local_accounts, workdirs
 from portal.services import runs as transitions
+from portal.services import state as state_service
 from portal.services.catalog import get_pattern
 from portal.services.errors import ServiceError, TransitionLost
 from portal.services.events import append_events
@@ -37,7 +43,6 @@ from provisioning.terraform import StepResult, TerraformEvent, TerraformSettings
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.25
-FLUSH_LINES = 200
 
 
 def worker_identity() -> str:
@@ -63,43 +68,132 @@ def hash_token(token: str) -> str:
 
 
 class RunRecorder:
-    """The pipeline's Sink: buffers events and progress and writes them in small batches.
+    """The pipeline's Sink: buffers events, stages and run fields and writes them in order.
 
-    Thread-safe: Terraform's stdout arrives on the run's thread, stderr on a helper thread,
-    and the watchdog flushes every FLUSH_SECONDS so a quiet stretch still reaches the page.
+    Nothing the database does reaches Terraform through here (issue 11: an OperationalError
+    raised in the event callback made the runner kill Terraform mid-apply). While the
+    database is away, everything is kept - in memory, then spilled to a file in the run
+    folder past MEMORY_ITEMS - and written in order once it is back: event numbers keep no
+    gaps. Every write is guarded by this worker still owning the running run; once it does
+    not (reaped, ended by someone else), `lost` is set and nothing more is written.
+
+    Thread-safe: Terraform's stdout arrives on the run's thread, stderr on a helper thread;
+    only the pipeline thread (between steps) and the watchdog talk to the database.
     """
 
-    def __init__(self, run: Run, worker: str):
+    MEMORY_ITEMS = 5000
+    EVENTS_PER_WRITE = 500
+
+    def __init__(self, run: Run, worker: str, spill_path: Path):
         self.run_id = run.pk
+        self.environment_id = run.environment_id
         self.worker = worker
-        self.lock = threading.Lock()
-        self.buffer: list[dict] = []
-        self.progress_value: tuple[int, int] | None = None
+        self.lock = threading.Lock()  # the buffers
+        self.write_lock = threading.Lock()  # one writer at a time
+        self.items: list[dict] = []  # oldest first; {"stage": ...} or an event
+        self.spill_path = spill_path
+        self.spilled = 0  # items in the spill file, all newer than those in memory
+        self.fields: dict = {}  # Run columns to update, newest value wins
         self.commands: list[dict] = list(run.commands or [])
-        self.last_flush = time.monotonic()
+        self.lost = False
+        self.outage = Outage(f"run {run.pk}")
+
+    # -- buffering ---------------------------------------------------------------------------
 
     def _add(self, item: dict) -> None:
         with self.lock:
-            self.buffer.append(item)
-            due = len(self.buffer) >= FLUSH_LINES or time.monotonic() - self.last_flush >= FLUSH_SECONDS
-        if due:
-            self.flush()
+            if self.lost:
+                return
+            if self.spilled or len(self.items) >= self.MEMORY_ITEMS:
+                self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+                with self.spill_path.open("a", encoding="utf-8") as spill:
+                    spill.write(json.dumps(item) + "\n")
+                self.spilled += 1
+            else:
+                self.items.append(item)
 
-    def flush(self) -> None:
+    def _set_fields(self, **fields) -> None:
         with self.lock:
-            items, self.buffer = self.buffer, []
-            progress, self.progress_value = self.progress_value, None
-            self.last_flush = time.monotonic()
-            if items:
-                append_events(self.run_id, items)
-            if progress is not None:
-                Run.objects.filter(pk=self.run_id).update(resources_done=progress[0], resources_planned=progress[1])
+            self.fields.update(fields)
+
+    def _unspill(self) -> None:
+        """Under `lock`, with memory empty: the spilled items come back in order."""
+        with self.spill_path.open(encoding="utf-8") as spill:
+            self.items = [json.loads(line) for line in spill if line.strip()]
+        self.spill_path.unlink()
+        self.spilled = 0
+
+    @property
+    def pending(self) -> int:
+        with self.lock:
+            return len(self.items) + self.spilled
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Write what is buffered, in order; True when nothing is left. Never raises for the
+        database: on an error the rest stays buffered for the next call."""
+        with self.write_lock:
+            try:
+                self._write_all()
+            except TransitionLost:
+                self._lose()
+                return False
+            except DatabaseFault as exc:
+                self.outage.failed(exc)
+                reset_connection()
+                return False
+            self.outage.succeeded()
+            return True
+
+    def _write_all(self) -> None:
+        while True:
+            with self.lock:
+                if self.lost:
+                    raise TransitionLost(f"run {self.run_id} is no longer ours")
+                if not self.items and self.spilled:
+                    self._unspill()
+                head = self.items[: self.EVENTS_PER_WRITE]
+            if not head:
+                break
+            if "stage" in head[0]:
+                transitions.set_stage(self.run_id, head[0]["stage"], self.worker)
+                written = 1
+            else:
+                batch = []
+                for item in head:
+                    if "stage" in item:
+                        break
+                    batch.append(item)
+                append_events(self.run_id, batch, worker=self.worker)
+                written = len(batch)
+            with self.lock:
+                del self.items[:written]
+        with self.lock:
+            fields = dict(self.fields)
+        if fields:
+            if not Run.objects.filter(pk=self.run_id, status=RunStatus.RUNNING, worker=self.worker).update(**fields):
+                raise TransitionLost(f"run {self.run_id} is no longer running on {self.worker}")
+            with self.lock:
+                for name, value in fields.items():
+                    if self.fields.get(name) is value:
+                        del self.fields[name]
+
+    def _lose(self) -> None:
+        with self.lock:
+            if not self.lost:
+                log.warning("run %s is no longer running on %s; dropping %s buffered item(s)", self.run_id, self.worker, len(self.items) + self.spilled)
+            self.lost = True
+            self.items = []
+            self.fields = {}
+            self.spilled = 0
+            self.spill_path.unlink(missing_ok=True)
 
     # -- Sink --------------------------------------------------------------------------------
 
     def stage(self, stage: str) -> None:
-        self.flush()  # what came before the stage stays before its event
-        transitions.set_stage(self.run_id, stage, self.worker)
+        self._add({"stage": stage})  # the stage and its event, in order with the log
+        self.flush()
 
     def event(self, event: TerraformEvent) -> None:
         data = event.data
@@ -111,11 +205,11 @@ class RunRecorder:
         self._add({"kind": RunEvent.Kind.SYSTEM, "level": level, "message": message})
 
     def plan_summary(self, summary: dict) -> None:
-        Run.objects.filter(pk=self.run_id).update(plan_summary=summary)
+        self._set_fields(plan_summary=summary)
+        self.flush()
 
     def progress(self, done: int, planned: int) -> None:
-        with self.lock:
-            self.progress_value = (done, planned)
+        self._set_fields(resources_done=done, resources_planned=planned)
 
     def command(self, result: StepResult) -> None:
         self.commands.append(
@@ -132,14 +226,100 @@ class RunRecorder:
                 "timed_out": result.timed_out,
             }
         )
-        Run.objects.filter(pk=self.run_id).update(commands=self.commands)
+        self._set_fields(commands=list(self.commands))
+        self.flush()
+
+    def may_apply(self) -> bool:
+        """Right before apply: the database says no cancel was asked for and the run is ours.
+        Waits for a database that is away (up to the step timeout): applying without knowing
+        could apply what a person cancelled."""
+        deadline = time.monotonic() + settings.TERRAFORM_STEP_TIMEOUT
+        while True:
+            if self.flush():
+                try:
+                    row = (
+                        Run.objects.filter(pk=self.run_id, status=RunStatus.RUNNING, worker=self.worker)
+                        .values("cancel_requested_at")
+                        .first()
+                    )
+                except DatabaseFault as exc:
+                    self.outage.failed(exc)
+                    reset_connection()
+                else:
+                    if row is None:
+                        self._lose()
+                        return False
+                    return row["cancel_requested_at"] is None
+            elif self.lost:
+                return False
+            if time.monotonic() >= deadline:
+                self.note("The database could not be asked whether the run was cancelled; apply not started.", "error")
+                return False
+            time.sleep(1.0)
+
+    def recover_state(self, path: Path) -> bool:
+        """Store the state Terraform could not write (see `state.recover_state`), retrying
+        while the database is away for up to STATE_RECOVERY_WAIT_SECONDS."""
+        body = path.read_bytes()
+        source = f"{socket.gethostname()}:{path}"
+        deadline = time.monotonic() + settings.STATE_RECOVERY_WAIT_SECONDS
+        while True:
+            try:
+                version = state_service.recover_state(self.environment_id, self.run_id, body, source=source)
+            except state_service.RecoveryRefused as exc:
+                self.note(f"The state Terraform left could not be stored: {exc}. It stays in {path}.", "error")
+                return False
+            except DatabaseFault as exc:
+                self.outage.failed(exc)
+                reset_connection()
+                if time.monotonic() >= deadline:
+                    log.error("run %s: state in %s not stored after %ss; the folder is kept", self.run_id, path, settings.STATE_RECOVERY_WAIT_SECONDS)
+                    return False
+                time.sleep(2.0)
+                continue
+            self.outage.succeeded()
+            if version is not None:
+                self.note(f"Stored the state Terraform left (serial {version.serial}, {version.resource_count} resource(s)) as a recovered version.", "warning")
+            return True
+
+
+class Outage:
+    """Logs a database outage once when it starts and once when it ends (not every 0.5 s)."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("%s: database unavailable, keeping what cannot be written (%s)", self.what, str(exc).strip()[:200])
+
+    def succeeded(self) -> bool:
+        """True when this success ends an outage."""
+        if self.since is None:
+            return False
+        log.warning("%s: database back after %.1fs", self.what, time.monotonic() - self.since)
+        self.since = None
+        return True
+
+
+def reset_connection() -> None:
+    """Drop this thread's database connection so the next query opens a fresh one."""
+    try:
+        connection.close()
+    except DatabaseFault:
+        pass
 
 
 class Watchdog(threading.Thread):
-    """Renews the run's lease, flushes the recorder, and turns a cancel request into `cancel`.
+    """Flushes the recorder, renews the run's lease and turns a cancel request into `cancel`.
 
-    If the lease cannot be renewed (the reaper declared the worker dead, e.g. after a long
-    stall), the run is no longer ours: Terraform is stopped at once.
+    A database outage stops none of it for good: the connection is re-opened on every try,
+    and the lease is renewed at once when the database is back. Only a definite answer -
+    the run is no longer running on this worker (the reaper ended it, or someone else did) -
+    makes it stop Terraform, gracefully, as a cancel does: the portal already considers this
+    worker lost and may have let another run take the state.
     """
 
     def __init__(self, run_id: int, worker: str, recorder: RunRecorder, cancel: threading.Event):
@@ -151,6 +331,7 @@ class Watchdog(threading.Thread):
         self.stopped = threading.Event()
         self.lost = False
         self.renew_every = max(1.0, settings.RUN_LEASE_SECONDS / 3)
+        self.outage = Outage(f"watchdog of run {run_id}")
 
     def run(self) -> None:
         last_renew = time.monotonic()
@@ -158,19 +339,31 @@ class Watchdog(threading.Thread):
             while not self.stopped.wait(FLUSH_SECONDS * 2):
                 try:
                     self.recorder.flush()
+                    if self.recorder.lost:
+                        self._lose("its events could no longer be written")
+                        continue
                     if not self.cancel.is_set() and Run.objects.filter(
                         pk=self.run_id, cancel_requested_at__isnull=False
                     ).exists():
                         self.cancel.set()
-                    if time.monotonic() - last_renew >= self.renew_every:
-                        last_renew = time.monotonic()
+                    back = self.outage.succeeded()
+                    if back or time.monotonic() - last_renew >= self.renew_every:
                         if not transitions.renew_lease(self.run_id, self.worker):
-                            self.lost = True
-                            self.cancel.set()
-                except Exception:  # a database hiccup must not kill the watchdog
+                            self._lose("its lease could not be renewed")
+                        last_renew = time.monotonic()
+                except DatabaseFault as exc:
+                    self.outage.failed(exc)
+                    reset_connection()
+                except Exception:  # a bug here must not end the watchdog (or the run)
                     log.exception("watchdog of run %s", self.run_id)
         finally:
-            connection.close()
+            reset_connection()
+
+    def _lose(self, why: str) -> None:
+        if not self.lost:
+            log.error("run %s is no longer running on %s (%s); stopping Terraform gracefully", self.run_id, self.worker, why)
+        self.lost = True
+        self.cancel.set()
 
     def stop(self) -> None:
         self.stopped.set()
@@ -187,32 +380,35 @@ def execute_run(run_id: int, worker: str | None = None) -> None:
         log.info("run %s was not waiting for a worker (duplicate delivery, cancelled or reaped)", run_id)
         return
     run = Run.objects.select_related("environment", "environment__product", "account").get(pk=run_id)
-    workdir = Path(settings.RUN_WORKDIR_ROOT) / f"run-{run.pk}-{secrets.token_hex(4)}"
+    workdir = workdirs.new_folder(run.pk)
     try:
         follow_up = _execute(run, worker, workdir)
         while follow_up is not None:  # a rollback continues in the same slot and workdir
             follow_up = _execute(follow_up, worker, workdir)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        workdirs.remove_if_safe(workdir)
+        workdirs.sweep_quietly()
 
 
 def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
     """Run one pipeline for `run`; returns a rollback run to execute next, if any."""
     cancel = threading.Event()
-    recorder = RunRecorder(run, worker)
+    recorder = RunRecorder(run, worker, workdirs.spill_file(workdir, run.pk))
     watchdog = Watchdog(run.pk, worker, recorder, cancel)
     redactor = Redactor()
-    follow_up = None
     try:
         if run.cancel_requested_at:
             cancel.set()
         token = secrets.token_urlsafe(32)
         redactor.add(token)
-        Run.objects.filter(pk=run.pk).update(state_token_hash=hash_token(token))
+        if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, worker=worker).update(state_token_hash=hash_token(token)):
+            raise TransitionLost(f"run {run.pk} is no longer running on {worker}")
         env = state_backend_env(run, token)
         watchdog.start()
         recorder.note(f"Run #{run.pk} ({run.kind}) started on {worker}.")
         files = dict(run.environment.code_snapshot)
+        if local_accounts.is_local(run):
+            env.update(local_accounts.terraform_env(run))
         if aws_accounts.is_aws(run):
             if aws_accounts.PROVIDER_FILE in files:  # an AWS pattern: this run's own provider file
                 files.update(aws_accounts.provider_file(run))
@@ -221,6 +417,7 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
             recorder.note(f"Account check: {check.reason}", "info" if check.ok else "error")
             if not check.ok:
                 recorder.flush()
+                watchdog.stop()
                 transitions.fail_run(
                     run,
                     worker,
@@ -237,43 +434,75 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
             redactor=redactor,
             cancel=cancel,
             step_timeout=settings.TERRAFORM_STEP_TIMEOUT,
+            max_state_bytes=settings.STATE_MAX_BYTES,
+            state_backend_wait=settings.STATE_BACKEND_WAIT_SECONDS,
+            run_id=run.pk,
         )
         if run.kind == RunKind.CREATE:
             outcome = pipeline.create(get_pattern_endpoints(run))
         else:
             outcome = pipeline.destroy()
-        recorder.flush()
-        if watchdog.lost:
-            recorder.note("This worker lost the run's lease; the reaper already ended it.", "error")
+        if watchdog.lost or recorder.lost:
+            log.error("run %s: this worker lost the run; the reaper (or someone) already ended it", run.pk)
             return None
         if outcome.ok and aws_accounts.is_aws(run):
             # Before the run concludes, so whoever sees it finished also sees the check.
             _after_aws_run(run, outcome, recorder)
-        follow_up = _conclude(run, worker, outcome, pipeline.current)
+        if outcome.ok and local_accounts.is_local(run) and run.kind != RunKind.CREATE:
+            _after_local_destroy(run, recorder)
+        _wait_for_database(recorder)
+        follow_up = _until_database_answers(lambda: _conclude(run, worker, outcome, pipeline.current))
+        watchdog.stop()
+        return follow_up
     except TransitionLost:
         log.warning("run %s moved on while it was being executed", run.pk)
     except Exception as exc:  # errored: a bug or an infrastructure fault, not Terraform saying no
         log.exception("run %s errored", run.pk)
+        recorder.flush()
         try:
-            recorder.flush()
-        except Exception:
-            log.exception("flushing run %s", run.pk)
-        stage = Run.objects.filter(pk=run.pk).values_list("stage", flat=True).first() or ""
-        try:
-            transitions.fail_run(
-                run,
-                worker,
-                status=RunStatus.ERRORED,
-                explanation=f"The portal hit an internal error during {stage}: {redactor.redact(str(exc))}",
-                traceback=redactor.redact(traceback.format_exc()),
-                stage_reached=stage,
+            stage = _until_database_answers(
+                lambda: Run.objects.filter(pk=run.pk).values_list("stage", flat=True).first() or ""
+            )
+            _until_database_answers(
+                lambda: transitions.fail_run(
+                    run,
+                    worker,
+                    status=RunStatus.ERRORED,
+                    explanation=f"The portal hit an internal error during {stage}: {redactor.redact(str(exc))}",
+                    traceback=redactor.redact(traceback.format_exc()),
+                    stage_reached=stage,
+                )
             )
         except TransitionLost:
             pass
+        except Exception:
+            log.exception("run %s: recording the error failed; the reaper will end it", run.pk)
     finally:
         watchdog.stop()
         recorder.flush()
-    return follow_up
+    return None
+
+
+def _wait_for_database(recorder: RunRecorder) -> None:
+    """Before a run concludes, everything it logged is written (the end comes last)."""
+    deadline = time.monotonic() + settings.STATE_RECOVERY_WAIT_SECONDS
+    while not recorder.flush() and not recorder.lost and time.monotonic() < deadline:
+        time.sleep(1.0)
+
+
+def _until_database_answers(call, wait: float | None = None):
+    """Call `call` until it does not fail for the database (up to STATE_RECOVERY_WAIT_SECONDS).
+    Transitions are compare-and-swap updates, so a retry after an unknown outcome is safe:
+    if the first try committed, the retry raises TransitionLost."""
+    deadline = time.monotonic() + (settings.STATE_RECOVERY_WAIT_SECONDS if wait is None else wait)
+    while True:
+        try:
+            return call()
+        except DatabaseFault:
+            reset_connection()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _after_aws_run(run: Run, outcome: Outcome, recorder: RunRecorder) -> None:
@@ -299,6 +528,19 @@ def _after_aws_run(run: Run, outcome: Outcome, recorder: RunRecorder) -> None:
     recorder.flush()
 
 
+def _after_local_destroy(run: Run, recorder: RunRecorder) -> None:
+    """The offline cloud's orphan report: footprints of resources still there after destroy."""
+    orphans = local_accounts.record_orphans(run)
+    if orphans:
+        recorder.note(
+            f"{len(orphans)} resource(s) of this environment still exist: " + ", ".join(o["arn"] for o in orphans[:10]),
+            "warning",
+        )
+    else:
+        recorder.note("No resource of this environment exists any more.")
+    recorder.flush()
+
+
 def get_pattern_endpoints(run: Run):
     """Endpoint specs of the pattern version the environment was rendered from."""
     try:
@@ -317,16 +559,27 @@ def state_backend_env(run: Run, token: str) -> dict[str, str]:
         "TF_HTTP_UNLOCK_ADDRESS": address,
         "TF_HTTP_USERNAME": f"run-{run.pk}",
         "TF_HTTP_PASSWORD": token,
+        # Ride out an unreachable web server or database (the endpoint answers 503 then):
+        # with 1 s doubling up to RETRY_WAIT_MAX, the default 24 retries span about 2 minutes.
+        "TF_HTTP_RETRY_MAX": str(settings.STATE_BACKEND_RETRY_MAX),
         "TF_HTTP_RETRY_WAIT_MIN": "1",
+        "TF_HTTP_RETRY_WAIT_MAX": str(settings.STATE_BACKEND_RETRY_WAIT_MAX),
     }
 
 
 def _conclude(run: Run, worker: str, outcome: Outcome, stage: str) -> Run | None:
     """Map the pipeline's Outcome onto the run/environment transitions."""
+    if outcome.state_unknown:
+        transitions.fail_run(
+            run, worker, explanation=outcome.explanation, stage_reached=outcome.stage or stage, state_unknown=True
+        )
+        return None
     if run.kind == RunKind.CREATE:
         if outcome.ok:
             try:
-                transitions.succeed_create(run, worker, outputs=outcome.outputs, endpoints=outcome.endpoints)
+                transitions.succeed_create(
+                    run, worker, outputs=outcome.outputs, endpoints=outcome.endpoints, late_cancel=outcome.late_cancel
+                )
                 return None
             except transitions.EndpointTaken as exc:
                 outcome = Outcome(
@@ -338,7 +591,7 @@ def _conclude(run: Run, worker: str, outcome: Outcome, stage: str) -> Run | None
         if outcome.apply_failed:
             return transitions.fail_create_and_start_rollback(run, worker, explanation=outcome.explanation)
     elif outcome.ok:
-        transitions.succeed_destroy(run, worker)
+        transitions.succeed_destroy(run, worker, late_cancel=outcome.late_cancel)
         return None
     status = RunStatus.CANCELLED if outcome.status == "cancelled" else RunStatus.FAILED
     transitions.fail_run(run, worker, status=status, explanation=outcome.explanation, stage_reached=outcome.stage or stage)

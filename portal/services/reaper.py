@@ -5,14 +5,23 @@ A running run renews its lease every RUN_LEASE_SECONDS/3. When a lease lapses:
 - a run that started becomes `interrupted`, its account slot and state lock are freed, and
   the environment says what the user can do. Nothing is re-applied automatically.
 Called by Celery beat every few seconds and by every worker as it starts.
+
+A lapsed lease means "the worker died" only if the worker could have renewed it. When the
+reaper itself could not look for a while (the database was down, or beat was), the workers
+could not renew either: the first pass after such a gap gives every running run a fresh
+lease instead of reaping it (issue 11: a 20 s database outage turned a run whose Terraform
+had finished into `interrupted`).
 """
 
 import logging
 import os
+from datetime import timedelta
 
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from portal.models import Run, RunStage, RunStatus, SandboxAccount
+from portal.models import ReaperPass, Run, RunEvent, RunStage, RunStatus, SandboxAccount
 from portal.services import runs as transitions
 from portal.services.dispatch import dispatch_account
 from portal.services.errors import TransitionLost
@@ -33,10 +42,44 @@ def reap_run(run: Run, reason: str) -> str:
     return "unchanged"
 
 
+def blind_gap() -> timedelta:
+    """How long the reaper may go without a pass before it assumes it (and the workers) were
+    cut off from the database: two beat intervals, and at least a third of a lease."""
+    return timedelta(seconds=max(2 * settings.REAP_INTERVAL_SECONDS, settings.RUN_LEASE_SECONDS / 3))
+
+
+def _extend_leases_after_gap(now) -> int | None:
+    """Record this pass; after a gap, renew every running lease instead of reaping.
+    Returns how many leases were extended, or None when there was no gap."""
+    with transaction.atomic():
+        mark, created = ReaperPass.objects.select_for_update().get_or_create(name="leases", defaults={"at": now})
+        gap = None if created else now - mark.at
+        mark.at = now
+        mark.save(update_fields=["at"])
+    if gap is None or gap <= blind_gap():
+        return None
+    lease = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+    expired = list(Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=lease).values_list("pk", flat=True))
+    Run.objects.filter(pk__in=expired, status=RunStatus.RUNNING).update(lease_expires_at=lease)
+    from portal.services.events import append_events
+
+    for run_id in expired:
+        append_events(run_id, [{
+            "kind": RunEvent.Kind.SYSTEM, "level": "warning",
+            "message": f"The reaper could not look for {gap.total_seconds():.0f}s (database or beat away): "
+                       "lease renewed once so the worker can renew it itself.",
+        }])
+    if expired:
+        log.warning("reaper: no pass for %.0fs; renewed the leases of runs %s instead of reaping", gap.total_seconds(), expired)
+    return len(expired)
+
+
 def reap_expired() -> dict[int, str]:
     """Every running run whose lease expired; then refill every account's free slots."""
     now = timezone.now()
     done = {}
+    if _extend_leases_after_gap(now) is not None:
+        return done
     for run in Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now):
         done[run.pk] = reap_run(run, f"lease expired at {run.lease_expires_at:%H:%M:%S} UTC")
     for account_id in SandboxAccount.objects.filter(runs__status=RunStatus.QUEUED).values_list("pk", flat=True).distinct():

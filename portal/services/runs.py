@@ -8,6 +8,7 @@ changes happen in the same transaction as the run transition that causes them.
 Must not import views, the API or Celery tasks (they import this).
 """
 
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -229,11 +230,12 @@ def _terminal(run_id: int, status: str, *, worker: str | None, explanation: str,
     _mirror(run_id)
 
 
-def succeed_create(run: Run, worker: str, *, outputs: dict, endpoints: list[dict]) -> None:
+def succeed_create(run: Run, worker: str, *, outputs: dict, endpoints: list[dict], late_cancel: bool = False) -> None:
     """Create applied: outputs and endpoints written, environment ready.
 
     Raises `EndpointTaken` (and changes nothing) when an FQDN already belongs to another
-    live environment, so the caller rolls back instead.
+    live environment, so the caller rolls back instead. `late_cancel`: a cancel arrived
+    after Terraform had finished; what was built stays, and the run says so.
     """
     from django.db import IntegrityError
 
@@ -250,8 +252,13 @@ def succeed_create(run: Run, worker: str, *, outputs: dict, endpoints: list[dict
                 if Endpoint.objects.filter(fqdn=e["fqdn"], released_at__isnull=True).exists()
             ]
             raise EndpointTaken(taken) from None
-        _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation="Applied; endpoints recorded.")
+        explanation = "Applied; endpoints recorded."
+        if late_cancel:
+            explanation += " The cancel arrived after Terraform had finished, so nothing was stopped: the environment is ready."
+            _system_event(run.pk, "Cancel arrived too late: Terraform had already finished the apply.", "warning")
+        _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation=explanation)
         _set_environment(run.environment_id, EnvironmentStatus.READY, "", outputs=outputs)
+        _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
         _after_slot_freed(run.account_id)
 
 
@@ -271,6 +278,8 @@ def fail_create_and_start_rollback(run: Run, worker: str, *, explanation: str) -
     """
     with transaction.atomic():
         _terminal(run.pk, RunStatus.FAILED, worker=worker, explanation=explanation)
+        # The rollback's Terraform must be able to take the lock the apply may have kept.
+        _release_state_lock(run, reason=f"run #{run.pk} failed; its rollback takes over the state")
         now = timezone.now()
         rollback = Run.objects.create(
             environment_id=run.environment_id,
@@ -293,52 +302,81 @@ def fail_create_and_start_rollback(run: Run, worker: str, *, explanation: str) -
     return rollback
 
 
-def fail_run(run: Run, worker: str | None, *, explanation: str, status: str = RunStatus.FAILED, traceback: str = "", stage_reached: str = "") -> None:
+def fail_run(
+    run: Run,
+    worker: str | None,
+    *,
+    explanation: str,
+    status: str = RunStatus.FAILED,
+    traceback: str = "",
+    stage_reached: str = "",
+    state_unknown: bool = False,
+) -> None:
     """Any run ends unsuccessfully (failed, errored, cancelled or interrupted).
 
-    The environment follows from the run kind and how far it got:
-    - create that never reached apply: nothing exists -> `failed`, allocations released;
-    - create stopped during/after apply: resources may exist -> `incomplete` (delete or retry);
-    - rollback: -> `rollback_failed`, state kept;
-    - destroy: -> `delete_failed`, state kept, delete can be retried.
+    The environment follows from the run kind and from the *stored state* (never from how
+    far the run seemed to get alone, DESIGN.md durability rules):
+    - create: resources stored, or stopped during/after apply -> `incomplete` (delete or
+      retry); nothing stored and apply never started -> `failed`, allocations released;
+    - rollback -> `rollback_failed`; destroy -> `delete_failed`; the state is kept;
+    - `state_unknown`: the state Terraform ended with did not reach the portal - said so,
+      never "nothing was created".
+    Every reason names what the stored state lists.
     """
     stage_reached = stage_reached or run.stage
     with transaction.atomic():
         _terminal(run.pk, status, worker=worker, explanation=explanation, traceback=traceback)
+        stored = _what_is_stored(run.environment_id)
+        unknown = "State unknown: resources may exist that the stored state does not list. " if state_unknown else ""
         if run.kind == RunKind.CREATE:
-            if stage_reached in _MAY_HAVE_CREATED:
+            if state_unknown or stage_reached in _MAY_HAVE_CREATED or stored_resource_count(run.environment_id):
                 _set_environment(
                     run.environment_id,
                     EnvironmentStatus.INCOMPLETE,
-                    f"Create {status} during {stage_reached}: resources may exist. Delete it, or retry.",
+                    f"Create {status} during {stage_reached}. {unknown}{stored} Delete it, or retry.",
                 )
             else:
                 _release_allocations(run.environment_id)
                 _set_environment(
                     run.environment_id,
                     EnvironmentStatus.FAILED,
-                    f"Create {status} before apply; nothing was created. {explanation}",
+                    f"Create {status} before apply; nothing was created. {stored} {explanation}",
                 )
         elif run.kind == RunKind.ROLLBACK:
             _set_environment(
                 run.environment_id,
                 EnvironmentStatus.ROLLBACK_FAILED,
-                f"Rollback {status}: the state is kept and the resources in it still exist. {explanation}",
+                f"Rollback {status}: the state is kept. {unknown}{stored} {explanation}",
             )
         else:
             _set_environment(
                 run.environment_id,
                 EnvironmentStatus.DELETE_FAILED,
-                f"Delete {status}: the state is kept; retry the delete. {explanation}",
+                f"Delete {status}: the state is kept; retry the delete. {unknown}{stored} {explanation}",
             )
         _release_state_lock(run, reason=f"run #{run.pk} ended {status}")
         _after_slot_freed(run.account_id)
 
 
-def succeed_destroy(run: Run, worker: str) -> None:
-    """A destroy or rollback emptied the state: release everything, keep the rows for audit."""
+def succeed_destroy(run: Run, worker: str, *, late_cancel: bool = False) -> None:
+    """A destroy or rollback emptied the state: release everything, keep the rows for audit.
+
+    Only if the stored state says so: Terraform's exit code alone is no proof that nothing
+    exists (a state write may have failed). Otherwise the run fails with what is stored.
+    """
+    remaining = stored_resource_count(run.environment_id)
+    if remaining:
+        fail_run(
+            run,
+            worker,
+            explanation=f"Terraform reported the destroy done, but the stored state still lists {remaining} resource(s).",
+        )
+        return
     with transaction.atomic():
-        _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation="Destroyed; the state is empty.")
+        explanation = "Destroyed; the state is empty."
+        if late_cancel:
+            explanation += " The cancel arrived after Terraform had finished."
+        _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation=explanation)
         _release_allocations(run.environment_id)
         Endpoint.objects.filter(environment_id=run.environment_id, released_at__isnull=True).update(
             released_at=timezone.now()
@@ -347,13 +385,26 @@ def succeed_destroy(run: Run, worker: str) -> None:
             _set_environment(
                 run.environment_id,
                 EnvironmentStatus.FAILED,
-                "Apply failed and everything it created was destroyed (rolled back).",
+                "Apply failed and everything it created was destroyed (rolled back); the stored state is empty.",
             )
         else:
             _set_environment(
-                run.environment_id, EnvironmentStatus.DELETED, "Destroyed.", deleted_at=timezone.now()
+                run.environment_id, EnvironmentStatus.DELETED, "Destroyed; the stored state is empty.", deleted_at=timezone.now()
             )
+        _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
         _after_slot_freed(run.account_id)
+
+
+def refresh_environment_reason(environment_id: int) -> None:
+    """After a state was stored late (the sweeper): the reason of an environment that needs
+    attention names what the stored state lists now."""
+    environment = Environment.objects.filter(pk=environment_id).first()
+    needs_attention = {EnvironmentStatus.INCOMPLETE, EnvironmentStatus.ROLLBACK_FAILED, EnvironmentStatus.DELETE_FAILED}
+    if environment is None or environment.status not in needs_attention:
+        return
+    reason = re.sub(r"State unknown: [^.]*\. ", "", environment.status_reason)
+    reason = _STORED_RE.sub(_what_is_stored(environment_id), reason)
+    _set_environment(environment_id, environment.status, reason)
 
 
 def interrupt_run(run_id: int, reason: str) -> bool:
@@ -380,6 +431,21 @@ def interrupt_run(run_id: int, reason: str) -> bool:
 
 
 # --- helpers shared by the transitions ----------------------------------------------------------
+
+_STORED_RE = re.compile(r"The stored state lists \d+ resource\(s\)[^.]*\.")
+
+
+def _what_is_stored(environment_id: int) -> str:
+    from portal.services.state import what_the_stored_state_says
+
+    return what_the_stored_state_says(environment_id)
+
+
+def stored_resource_count(environment_id: int) -> int:
+    from portal.services.state import stored_resource_count as count
+
+    return count(environment_id)
+
 
 
 def _release_allocations(environment_id: int) -> None:

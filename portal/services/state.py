@@ -16,11 +16,15 @@ import hmac
 import json
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from portal.models import Run, RunStatus, StateLock, StateLockRelease, StateVersion
 
-MAX_STATE_BYTES = 64 * 1024 * 1024
+
+def max_state_bytes() -> int:
+    """The largest state document the portal stores (STATE_MAX_BYTES, 64 MiB by default)."""
+    return settings.STATE_MAX_BYTES
 
 
 @dataclass
@@ -39,7 +43,9 @@ def authenticate(environment_id: int, authorization: str | None) -> Run | None:
         username, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    if not username.startswith("run-") or not username[4:].isdigit() or not password:
+    digits = username[4:]
+    # isascii: "run-²" passes isdigit() but not int().
+    if not username.startswith("run-") or not (digits.isascii() and digits.isdigit()) or not password:
         return None
     run = Run.objects.filter(
         pk=int(username[4:]), environment_id=environment_id, status=RunStatus.RUNNING
@@ -63,40 +69,134 @@ def latest_state(environment_id: int) -> dict | None:
     return json.loads(bytes(latest.content)) if latest else None
 
 
+def stored_resource_count(environment_id: int) -> int:
+    """Managed resource instances in the newest stored state (0 when there is none): what
+    every message about "what exists" is derived from."""
+    latest = (
+        StateVersion.objects.filter(environment_id=environment_id).order_by("-id").values_list("resource_count", flat=True).first()
+    )
+    return latest or 0
+
+
+def what_the_stored_state_says(environment_id: int) -> str:
+    """One sentence about what exists, from the stored state only."""
+    count = stored_resource_count(environment_id)
+    if count == 0:
+        return "The stored state lists 0 resource(s): nothing it tracked exists any more."
+    return f"The stored state lists {count} resource(s); they still exist."
+
+
+class StateDocumentError(ValueError):
+    """A body that is not a Terraform state document the portal can store."""
+
+
+@dataclass(frozen=True)
+class StateDocument:
+    """The fields of a state document the portal keeps beside its bytes."""
+
+    serial: int
+    lineage: str
+    resource_count: int
+
+
+def parse_state_document(body: bytes) -> StateDocument:
+    """Serial, lineage and managed resource count, checked: never a 500 for strange input."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise StateDocumentError("body is not JSON") from None
+    if not isinstance(document, dict):
+        raise StateDocumentError("body is not a Terraform state document (a JSON object)")
+    serial = document.get("serial")
+    # bool is an int to Python; 1e999 is a float; 10**30 does not fit the column.
+    if not isinstance(serial, int) or isinstance(serial, bool) or not 0 <= serial < 2**63:
+        raise StateDocumentError("serial must be a whole number from 0 to 2^63-1")
+    lineage = document.get("lineage")
+    if not isinstance(lineage, str) or not 0 < len(lineage) <= 64:
+        raise StateDocumentError("lineage must be a string of 1 to 64 characters")
+    resources = document.get("resources", [])
+    if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+        raise StateDocumentError("resources must be a list of objects")
+    count = 0
+    for resource in resources:
+        instances = resource.get("instances", [])
+        if not isinstance(instances, list):
+            raise StateDocumentError("resources[].instances must be a list")
+        if resource.get("mode") == "managed":
+            count += len(instances)
+    return StateDocument(serial, lineage, count)
+
+
 def write_state(environment_id: int, run: Run, body: bytes, lock_id: str | None, content_md5: str | None) -> StateReply:
     """Store a new StateVersion if the caller holds the lock and the body is intact."""
-    if len(body) > MAX_STATE_BYTES:
-        return StateReply(413, {"error": "state too large"})
+    if len(body) > max_state_bytes():
+        return StateReply(413, {"error": f"state too large: the limit is {max_state_bytes()} bytes"})
     if content_md5:
         try:
-            expected = base64.b64decode(content_md5)
-        except binascii.Error:
+            expected = base64.b64decode(content_md5, validate=True)
+        except (binascii.Error, ValueError):
             return StateReply(400, {"error": "Content-MD5 is not base64"})
         if hashlib.md5(body).digest() != expected:
             return StateReply(400, {"error": "body does not match Content-MD5"})
     try:
-        document = json.loads(body)
-        serial = int(document["serial"])
-        lineage = str(document["lineage"])
-    except (ValueError, KeyError, TypeError):
-        return StateReply(400, {"error": "body is not a Terraform state document"})
+        document = parse_state_document(body)
+    except StateDocumentError as exc:
+        return StateReply(400, {"error": str(exc)})
     with transaction.atomic():
         lock = StateLock.objects.select_for_update().filter(environment_id=environment_id).first()
         if lock is None or lock.lock_id != (lock_id or ""):
             holder = lock.info if lock else None
             return StateReply(423 if lock else 409, holder or {"error": "the state must be locked by the writer (?ID=<lock id>)"})
-        resources = sum(len(r.get("instances", [])) for r in document.get("resources", []) if r.get("mode") == "managed")
-        StateVersion.objects.create(
-            environment_id=environment_id,
-            run=run,
-            serial=serial,
-            lineage=lineage,
-            md5=hashlib.md5(body).hexdigest(),
-            size=len(body),
-            resource_count=resources,
-            content=body,
-        )
+        _store(environment_id, run.pk, body, document)
     return StateReply(200)
+
+
+def _store(environment_id: int, run_id: int | None, body: bytes, document: StateDocument, recovered_from: str = "") -> StateVersion:
+    return StateVersion.objects.create(
+        environment_id=environment_id,
+        run_id=run_id,
+        serial=document.serial,
+        lineage=document.lineage,
+        md5=hashlib.md5(body).hexdigest(),
+        size=len(body),
+        resource_count=document.resource_count,
+        content=body,
+        recovered_from=recovered_from,
+    )
+
+
+class RecoveryRefused(Exception):
+    """A state found on a worker's disk that the portal must not store (the reason says why)."""
+
+
+def recover_state(environment_id: int, run_id: int, body: bytes, *, source: str) -> StateVersion | None:
+    """Store a state Terraform could not write through the backend (its `errored.tfstate`).
+
+    The worker calls this directly (the web server may be what is down). Accepted when it
+    continues the stored history: same lineage (or nothing stored yet) and a serial not below
+    the newest; and nobody but this run holds the lock. Returns None when the same document
+    is already stored (idempotent); raises RecoveryRefused otherwise.
+    """
+    if len(body) > max_state_bytes():
+        raise RecoveryRefused(f"it is {len(body)} bytes, over the state limit of {max_state_bytes()} bytes")
+    try:
+        document = parse_state_document(body)
+    except StateDocumentError as exc:
+        raise RecoveryRefused(str(exc)) from None
+    md5 = hashlib.md5(body).hexdigest()
+    with transaction.atomic():
+        lock = StateLock.objects.select_for_update().filter(environment_id=environment_id).first()
+        if lock is not None and lock.run_id not in (None, run_id):
+            raise RecoveryRefused(f"the state is locked by run #{lock.run_id}")
+        latest = StateVersion.objects.filter(environment_id=environment_id).order_by("-id").first()
+        if latest is not None:
+            if latest.md5 == md5:
+                return None
+            if latest.lineage != document.lineage:
+                raise RecoveryRefused(f"its lineage {document.lineage} is not the stored one ({latest.lineage})")
+            if document.serial < latest.serial:
+                raise RecoveryRefused(f"its serial {document.serial} is older than the stored {latest.serial}")
+        return _store(environment_id, run_id, body, document, recovered_from=source[:300])
 
 
 def lock_state(environment_id: int, run: Run, body: bytes) -> StateReply:

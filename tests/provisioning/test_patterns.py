@@ -73,6 +73,7 @@ def test_it_loads_the_demo_pattern(demo):
         "delay_seconds": 0,
         "fail_on": "",
         "fail_on_destroy": "",
+        "state_padding_kib": 0,
     }
 
 
@@ -282,7 +283,7 @@ BROKEN = [
         id="missing template",
     ),
     pytest.param(
-        _edit("locals.tf.j2", "  cpu             = {{ params.cpu }}", "  cpu             = {{ params.cpu }\n"),
+        _edit("locals.tf.j2", "  cpu               = {{ params.cpu }}", "  cpu               = {{ params.cpu }\n"),
         "locals.tf.j2", "", "template syntax error",
         id="jinja syntax error",
     ),
@@ -297,7 +298,7 @@ BROKEN = [
         id="undefined template variable",
     ),
     pytest.param(
-        _edit("locals.tf.j2", "{{ params.fail_on_destroy }}\n}\n", "{{ params.fail_on_destroy }}\n"),  # no closing brace
+        _edit("locals.tf.j2", "{{ params.state_padding_kib }}\n}\n", "{{ params.state_padding_kib }}\n"),  # no closing brace
         "locals.tf.j2", "", "does not parse",
         id="rendered hcl does not parse",
     ),

@@ -14,6 +14,7 @@ import pytest
 import provisioning
 from provisioning.redact import REDACTED, Redactor
 from provisioning.terraform import (
+    TFEXEC_CONTROL_ARG,
     TerraformError,
     TerraformEvent,
     TerraformRunner,
@@ -23,7 +24,7 @@ from provisioning.terraform import (
 )
 
 TFEXEC = str(Path(provisioning.__file__).parent / "tfexec.py")
-EMBEDDED = [sys.executable, "-I", TFEXEC]
+EMBEDDED = [sys.executable, "-I", TFEXEC, TFEXEC_CONTROL_ARG]
 
 # A provisioner prints its process group so a test can prove the whole group is gone. (The
 # format hides "PGID=" from Terraform's "Executing: ..." line, which echoes the command.)
@@ -497,7 +498,8 @@ def test_terraform_sees_only_the_explicit_environment_and_secrets_are_redacted(t
 
 def wrapper_script(path: Path, log: Path | None = None) -> str:
     """A stand-in "external terraform": a shell script running the embedded one."""
-    command = " ".join(f"'{part}'" for part in EMBEDDED)
+    # Without the control flag: an external binary gets signals, not requests on stdin.
+    command = " ".join(f"'{part}'" for part in EMBEDDED[:3])
     if log is None:
         body = f'exec {command} "$@"\n'
     else:
