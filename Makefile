@@ -3,7 +3,9 @@
 #   make run    start web + worker + beat with demo data (embedded default: DEBUG=1,
 #               SQLite + filesystem broker under var/, nothing else to install)
 #   make test   run every test; uses DATABASE_URL / CELERY_BROKER_URL if you set them
-#               (CI: PostgreSQL + Redis), else SQLite + the filesystem broker under var/test/
+#               (CI: PostgreSQL + Redis), else SQLite + the filesystem broker under var/test/;
+#               then the fault-injection suite (make test-faults)
+#   make test-faults  the fault-injection suite alone, on a PostgreSQL cluster of its own
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -20,11 +22,14 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 TEST_VAR_DIR := $(CURDIR)/var/test
+FAULTS_VAR_DIR := $(CURDIR)/var/test-faults
+# The fault suite gets PYTEST_ARGS too unless told otherwise (e.g. FAULTS_PYTEST_ARGS=-x).
+FAULTS_PYTEST_ARGS ?= $(PYTEST_ARGS)
 
-.PHONY: help install run migrate seed bench test e2e-aws clean distclean
+.PHONY: help install run migrate seed bench test test-regular test-faults e2e-aws clean distclean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(INSTALL_STAMP) ## create .venv (python3 -m venv) and pip install -e ".[test]" when pyproject.toml changed
 
@@ -53,12 +58,26 @@ migrate: install ## apply database migrations
 seed: install ## create the demo departments, accounts, products and logins (idempotent)
 	$(MANAGE) seed_demo
 
-test: install ## run all tests (exit code 5 = no tests collected is an error too)
+test: install ## run all tests: the regular suite, then the fault-injection suite (exit code 5 = no tests collected is an error too)
+	@rc=0; \
+	$(MAKE) --no-print-directory test-regular || rc=$$?; \
+	$(MAKE) --no-print-directory test-faults || { frc=$$?; [ $$rc -ne 0 ] || rc=$$frc; }; \
+	exit $$rc
+
+test-regular: install ## the regular suite alone (everything but tests/faults, which it shows as skipped)
 	@echo "pytest: DATABASE_URL=$${DATABASE_URL:-<SQLite under var/test>} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-<filesystem under var/test>}"
 	@rc=0; \
 	PORTAL_VAR_DIR="$(TEST_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" PORTAL_TEST_FAST_HASHER=1 RUN_LEASE_SECONDS=$${RUN_LEASE_SECONDS:-15} \
 	  $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure" >&2; fi; \
+	exit $$rc
+
+test-faults: install ## the fault-injection suite: a private PostgreSQL cluster (initdb), real worker, gunicorn, Terraform; report in var/test-faults/faults-report.json
+	@echo "fault suite: a private PostgreSQL cluster under var/faults/; CELERY_BROKER_URL=$${CELERY_BROKER_URL:-<filesystem under var/test-faults>}"
+	@rc=0; \
+	PORTAL_VAR_DIR="$(FAULTS_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" PORTAL_TEST_FAST_HASHER=1 RUN_LEASE_SECONDS=$${RUN_LEASE_SECONDS:-15} \
+	  $(BIN)/python -m tests.faults.cluster -- $(BIN)/pytest tests/faults $(FAULTS_PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-faults: pytest collected no tests - that is a failure" >&2; fi; \
 	exit $$rc
 
 e2e-aws: install ## live smoke test in a REAL sandbox AWS account (never in CI; see scripts/e2e_aws.py for the variables)

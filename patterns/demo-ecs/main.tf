@@ -33,11 +33,12 @@ locals {
 # aws_vpc + subnets
 resource "terraform_data" "network" {
   input = {
-    name            = "${local.name_prefix}-network"
-    cidr            = local.network_cidr
-    account_id      = local.account_id
-    region          = local.region
-    padding         = local.state_padding_kib == 0 ? "" : format("%0${local.state_padding_kib * 1024}d", 0)
+    name       = "${local.name_prefix}-network"
+    cidr       = local.network_cidr
+    account_id = local.account_id
+    region     = local.region
+    # In 512 KiB pieces: a width of millions in format() is rendered in exponent form.
+    padding         = join("", [for piece in range(ceil(local.state_padding_kib / 512)) : format("%0524288d", 0)])
     fail_on_destroy = local.fail_on_destroy == "network"
     footprint       = local.footprint_dir == "" ? "" : "${local.footprint_dir}/network"
   }

@@ -449,7 +449,7 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
             # Before the run concludes, so whoever sees it finished also sees the check.
             _after_aws_run(run, outcome, recorder)
         if outcome.ok and local_accounts.is_local(run) and run.kind != RunKind.CREATE:
-            _after_local_destroy(run, recorder)
+            _until_database_answers(lambda: _after_local_destroy(run, recorder))
         _wait_for_database(recorder)
         follow_up = _until_database_answers(lambda: _conclude(run, worker, outcome, pipeline.current))
         watchdog.stop()

@@ -253,8 +253,8 @@ def succeed_create(run: Run, worker: str, *, outputs: dict, endpoints: list[dict
             ]
             raise EndpointTaken(taken) from None
         explanation = "Applied; endpoints recorded."
-        if late_cancel:
-            explanation += " The cancel arrived after Terraform had finished, so nothing was stopped: the environment is ready."
+        if late_cancel or Run.objects.filter(pk=run.pk, cancel_requested_at__isnull=False).exists():
+            explanation += " The cancel came too late: Terraform had already finished, so nothing was stopped and the environment is ready."
             _system_event(run.pk, "Cancel arrived too late: Terraform had already finished the apply.", "warning")
         _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation=explanation)
         _set_environment(run.environment_id, EnvironmentStatus.READY, "", outputs=outputs)
@@ -374,8 +374,8 @@ def succeed_destroy(run: Run, worker: str, *, late_cancel: bool = False) -> None
         return
     with transaction.atomic():
         explanation = "Destroyed; the state is empty."
-        if late_cancel:
-            explanation += " The cancel arrived after Terraform had finished."
+        if late_cancel or Run.objects.filter(pk=run.pk, cancel_requested_at__isnull=False).exists():
+            explanation += " The cancel came too late: Terraform had already finished."
         _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation=explanation)
         _release_allocations(run.environment_id)
         Endpoint.objects.filter(environment_id=run.environment_id, released_at__isnull=True).update(

@@ -11,6 +11,7 @@ Two things a generic Django view would get wrong for Terraform:
 import json
 import logging
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -66,7 +67,9 @@ def state_endpoint(request, environment_id: int):
         except DatabaseError:
             pass
         response = HttpResponse("the database is unavailable; retry", status=503, content_type="text/plain")
-        response["Retry-After"] = "2"
+        # Terraform's retry client honours Retry-After on 503 instead of its own backoff: use
+        # the backoff's cap, so TF_HTTP_RETRY_MAX retries still span the whole window.
+        response["Retry-After"] = str(settings.STATE_BACKEND_RETRY_WAIT_MAX)
         return response
 
 

@@ -1,0 +1,152 @@
+"""The pipeline against a state backend that fails in the ways issue 11 found, with real
+Terraform: its final state write refused or unreachable. The state Terraform leaves behind
+(errored.tfstate) must reach the sink, and an apply whose resources all completed must be an
+applied apply - not a failure that starts a rollback of what was just built."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from provisioning.patterns import EndpointSpec
+from provisioning.pipeline import ERRORED_STATE, Pipeline
+from provisioning.redact import Redactor
+from provisioning.terraform import TerraformSettings
+
+MAIN_TF = """
+terraform {
+  backend "http" {}
+}
+
+resource "terraform_data" "one" {
+  input = "one"
+}
+
+resource "terraform_data" "two" {
+  input = "two"
+}
+
+output "fqdn" {
+  value = "app-${terraform_data.two.output}.example.test"
+}
+"""
+
+
+class Backend(BaseHTTPRequestHandler):
+    """Terraform's http backend that answers POST with `post_status`; everything else works."""
+
+    post_status = 500
+    state: bytes | None = None
+    posts = 0
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, status: int, body: bytes = b"") -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_GET(self):
+        self._reply(200, type(self).state) if type(self).state else self._reply(204)
+
+    def do_POST(self):
+        self._body()
+        type(self).posts += 1
+        self._reply(type(self).post_status, b'{"error": "refused in a test"}')
+
+    def do_LOCK(self):
+        self._body()
+        self._reply(200)
+
+    def do_UNLOCK(self):
+        self._body()
+        self._reply(200)
+
+
+class Sink:
+    """Collects what the pipeline reports; `recover_state` keeps the file's content."""
+
+    def __init__(self, accept: bool = True):
+        self.accept = accept
+        self.recovered: list[dict] = []
+        self.notes: list[str] = []
+
+    def stage(self, stage): pass
+    def event(self, event): pass
+    def plan_summary(self, summary): pass
+    def progress(self, done, planned): pass
+    def command(self, result): pass
+    def may_apply(self): return True
+
+    def note(self, message, level="info"):
+        self.notes.append(message)
+
+    def recover_state(self, path: Path) -> bool:
+        self.recovered.append(json.loads(path.read_bytes()))
+        return self.accept
+
+
+@pytest.fixture
+def backend():
+    Backend.state, Backend.posts = None, 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Backend)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/state/1/"
+    server.shutdown()
+
+
+def pipeline(tmp_path: Path, address: str, sink: Sink) -> Pipeline:
+    env = {
+        "TF_HTTP_ADDRESS": address, "TF_HTTP_LOCK_ADDRESS": address, "TF_HTTP_UNLOCK_ADDRESS": address,
+        "TF_HTTP_USERNAME": "run-1", "TF_HTTP_PASSWORD": "pw", "TF_HTTP_RETRY_MAX": "0",
+    }
+    return Pipeline(
+        settings=TerraformSettings(), workdir=tmp_path / "run", files={"main.tf": MAIN_TF}, env=env, sink=sink,
+        redactor=Redactor(), cancel=threading.Event(), step_timeout=120, run_id=1,
+    )
+
+
+@pytest.mark.parametrize("post_status", [500, 413], ids=["backend-down", "state-too-large"])
+def test_an_apply_whose_state_write_failed_is_applied_and_its_state_recovered(tmp_path, backend, post_status):
+    Backend.post_status = post_status
+    sink = Sink()
+    work = pipeline(tmp_path, backend, sink)
+    outcome = work.create((EndpointSpec(output="fqdn", kind="app"),))
+    assert Backend.posts >= 1, "Terraform should have tried to write its state"
+    assert outcome.ok and not outcome.apply_failed and not outcome.state_unknown, outcome
+    # What Terraform built is in the state the sink got, and the outputs come from it.
+    (document,) = sink.recovered
+    assert sorted(r["name"] for r in document["resources"]) == ["one", "two"]
+    assert outcome.endpoints == [{"fqdn": "app-two.example.test", "url": "https://app-two.example.test/", "kind": "app"}]
+    assert any("not a failed apply" in note for note in sink.notes)
+    # Stored: renamed, so the folder may be swept.
+    assert not (tmp_path / "run" / ERRORED_STATE).exists()
+    assert (tmp_path / "run" / f"{ERRORED_STATE}.recovered-run-1").exists()
+
+
+def test_a_state_that_could_not_be_stored_anywhere_is_unknown_and_kept(tmp_path, backend):
+    Backend.post_status = 500
+    sink = Sink(accept=False)  # e.g. the database stayed away
+    outcome = pipeline(tmp_path, backend, sink).create(())
+    assert not outcome.ok and outcome.state_unknown and not outcome.apply_failed
+    assert outcome.explanation.startswith("State unknown")
+    assert (tmp_path / "run" / ERRORED_STATE).exists(), "the only copy of the state stays on disk"
+
+
+def test_a_destroy_never_starts_while_the_state_backend_is_unreachable(tmp_path):
+    sink = Sink()
+    work = pipeline(tmp_path, "http://127.0.0.1:9/state/1/", sink)  # nothing listens on port 9
+    work.state_backend_wait = 1.0
+    outcome = work.destroy()
+    assert outcome.status == "failed" and "nothing was destroyed" in outcome.explanation
+    assert work.current == "render", "no Terraform step may start"
