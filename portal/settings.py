@@ -172,8 +172,10 @@ GITHUB_SECONDS_BETWEEN_WRITES = env_float("GITHUB_SECONDS_BETWEEN_WRITES", 0.5)
 # --- Celery -------------------------------------------------------------------------------
 # The broker only carries "run #N is ready" pings; the Run row is the source of truth.
 BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem://"):
+# atomicfs:// is kombu's filesystem transport with atomic message files (portal/broker.py):
+# kombu's own filesystem:// can hand a consumer a half-written message and kill the worker.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "atomicfs://")
+if CELERY_BROKER_URL.startswith(("atomicfs://", "filesystem://")):
     for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -204,9 +206,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat reaps in its own process (portal.services.reaper.ReaperThread) this often.
 REAP_INTERVAL_SECONDS = env_float("REAP_INTERVAL_SECONDS", 10.0)
 CELERY_BEAT_SCHEDULE = {
-    "reap-expired-runs": {"task": "portal.reap", "schedule": REAP_INTERVAL_SECONDS},
     "github-mirror-catch-up": {"task": "portal.mirror_catch_up", "schedule": 300.0},
     "purge-idempotency-records": {"task": "portal.purge_idempotency_records", "schedule": 3600.0},
 }

@@ -32,14 +32,6 @@ def execute_run(run_id: int) -> None:
     execute(run_id)
 
 
-@shared_task(name="portal.reap", ignore_result=True)
-def reap() -> None:
-    """Periodic (Celery beat): interrupt runs whose lease expired, refill account slots."""
-    from portal.services.reaper import reap_expired
-
-    reap_expired()
-
-
 # GitHub mirror retries: exponential backoff with "equal jitter" (half fixed, half random),
 # so a GitHub outage does not make every worker retry in lockstep. 8 retries span ~20 min.
 MIRROR_MAX_RETRIES = 8

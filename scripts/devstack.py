@@ -4,8 +4,11 @@
 `make run` calls this after migrate + seed_demo. Every output line is prefixed with the
 process name. One Ctrl-C (SIGINT) or SIGTERM stops all three: each child runs in its own
 process group; its main process gets SIGTERM, and the group is SIGKILLed if it is still
-there after STOP_GRACE seconds (a second Ctrl-C kills at once). If any child dies on its own, the others are stopped and
-this script exits non-zero, so a half-started stack never looks healthy.
+there after STOP_GRACE seconds (a second Ctrl-C kills at once). A child that dies on its own
+is restarted, with a loud `!!!` line and a growing pause (1 s, 2 s, ... 30 s): a crashed
+worker no longer takes the whole stack down (issue 12). A child that dies more than
+MAX_RESTARTS times in CRASH_WINDOW_SECONDS is crash-looping: the others are stopped and this
+script exits non-zero, so a broken stack never looks healthy.
 
 Configuration comes from the environment like the portal's own (see `.env.example`); PORT
 (default 8000) is the web port on 127.0.0.1 and PORTAL_URL defaults to that address because
@@ -31,6 +34,11 @@ BIN = Path(sys.executable).parent  # run with .venv/bin/python: gunicorn and cel
 HOST = "127.0.0.1"
 STOP_GRACE = 10.0
 READY_TIMEOUT = 90.0
+# A child that dies is restarted (worker, beat and web alike), loudly; one that dies more than
+# MAX_RESTARTS times within CRASH_WINDOW_SECONDS is crash-looping, and the stack stops.
+MAX_RESTARTS = 5
+CRASH_WINDOW_SECONDS = 60.0
+
 COLORS = {"web": "\033[36m", "worker": "\033[33m", "beat": "\033[35m", "devstack": "\033[1m"}
 
 _PR_SET_PDEATHSIG = 1
@@ -202,15 +210,30 @@ def main() -> int:
             children.append(Child(name, argv, env))
         threading.Thread(target=wait_for_web, args=(url, children, stopping), daemon=True).start()
 
+        argvs = commands(port)
+        crashes: dict[str, list[float]] = {name: [] for name in argvs}
         while not stopping.is_set():
-            dead = [c for c in children if not c.alive()]
-            if dead:
-                for child in dead:
-                    say("devstack", f"{child.name} exited with code {child.proc.returncode}; stopping the others")
-                exit_code = 1
-                break
+            for index, child in enumerate(children):
+                if child.alive() or stopping.is_set():
+                    continue
+                now = time.monotonic()
+                recent = [t for t in crashes[child.name] if now - t < CRASH_WINDOW_SECONDS] + [now]
+                crashes[child.name] = recent
+                if len(recent) > MAX_RESTARTS:
+                    say("devstack", f"!!! {child.name} died {len(recent)} times in {CRASH_WINDOW_SECONDS:.0f}s "
+                                    f"(last exit code {child.proc.returncode}); stopping the others")
+                    exit_code = 1
+                    stopping.set()
+                    break
+                delay = min(2 ** (len(recent) - 1), 30)
+                say("devstack", f"!!! {child.name} DIED (exit code {child.proc.returncode}); restarting it in {delay}s "
+                                f"(restart {len(recent)} of at most {MAX_RESTARTS} in {CRASH_WINDOW_SECONDS:.0f}s). "
+                                "Runs it held are reaped and nothing is re-applied; see its log above.")
+                if stopping.wait(delay):
+                    break
+                children[index] = Child(child.name, argvs[child.name], env)
             stopping.wait(0.2)
-        else:
+        if signals_seen:
             say("devstack", f"got {signal.Signals(signals_seen[0]).name}; stopping web, worker and beat")
     finally:
         stopping.set()

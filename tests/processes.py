@@ -120,7 +120,7 @@ def purge_broker(broker_url: str, transport_options: Mapping) -> str:
         finally:
             client.close()
         return f"flushed {broker_url}"
-    if broker_url.startswith("filesystem://"):
+    if broker_url.startswith(("atomicfs://", "filesystem://")):
         # control_folder holds the fanout bindings (worker pidboxes): stale ones from dead
         # workers make every broadcast write files nobody reads. Only cleared when configured
         # explicitly - kombu's default is `control` in the current directory, shared by all.
@@ -402,3 +402,10 @@ class CeleryWorker(ManagedProcess):
         super().__init__("celery-worker", argv, env=env, log_dir=log_dir, ready_timeout=ready_timeout,
                          ready=lambda p: bool(WORKER_READY.search(p.log_since_start())))
         self.hostname = node_name.replace("%h", socket.gethostname())
+
+
+def beat_process(env: dict[str, str], log_dir: Path, *, schedule_file: Path, ready: Callable[[ManagedProcess], bool],
+                 ready_timeout: float = 60.0) -> ManagedProcess:
+    """Celery beat (its in-process reaper included); `ready` tells when it has started."""
+    argv = [BIN_DIR / "celery", "-A", "portal", "beat", "-l", "info", "-s", str(schedule_file)]
+    return ManagedProcess("celery-beat", argv, env=env, log_dir=log_dir, ready_timeout=ready_timeout, ready=ready)

@@ -7,6 +7,7 @@ safety net. No worker slot is spent waiting: a worker only gets a run that alrea
 """
 
 import logging
+import time
 
 from django.db import transaction
 from django.db.models import Q
@@ -47,11 +48,48 @@ def dispatch_account(account_id: int) -> list[int]:
     return promoted
 
 
+class _BrokerHealth:
+    """Logs a broker outage once when it starts and once when it ends."""
+
+    down_since: float | None = None
+
+    @classmethod
+    def failed(cls, exc: BaseException) -> None:
+        if cls.down_since is None:
+            cls.down_since = time.monotonic()
+            log.error("the broker refused a run (%s: %s); runs wait in the queue and are dispatched "
+                      "again once it is back (every reaper pass)", type(exc).__name__, exc)
+
+    @classmethod
+    def succeeded(cls) -> None:
+        if cls.down_since is not None:
+            log.warning("the broker is back after %.0fs; dispatching again", time.monotonic() - cls.down_since)
+            cls.down_since = None
+
+
 def _send(run_ids: list[int]) -> None:
+    """Ask a worker for each dispatched run. Runs after commit, inside whatever request or
+    run committed: it never raises. A run the broker refused goes back to the queue (nothing
+    ran), and the reaper's next pass dispatches it again - so a request answers 202 with its
+    run queued while the broker is down (issue 12: it answered 500 although it was committed)."""
     from portal.tasks import execute_run
 
-    for run_id in run_ids:
-        execute_run.delay(run_id)
+    for index, run_id in enumerate(run_ids):
+        try:
+            execute_run.delay(run_id)
+        except Exception as exc:  # kombu OperationalError, ConnectionError, ... whatever the broker says
+            _BrokerHealth.failed(exc)
+            for unsent in run_ids[index:]:
+                try:
+                    transitions.requeue_unclaimed_run(
+                        unsent, "the broker could not be reached; dispatched again when it is back", redispatch=False
+                    )
+                except TransitionLost:
+                    pass  # a worker got an earlier copy after all, or it was cancelled
+                except Exception:
+                    log.exception("run %s: could not put it back in the queue; the reaper will", unsent)
+            return
+        _BrokerHealth.succeeded()
 
 
 def queue_position(run: Run) -> int | None:

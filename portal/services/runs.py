@@ -121,8 +121,10 @@ def claim_run(run_id: int, worker: str) -> None:
     )
 
 
-def requeue_unclaimed_run(run_id: int, reason: str) -> None:
-    """running/dispatched -> queued: no worker picked it up; nothing has run, so it is safe."""
+def requeue_unclaimed_run(run_id: int, reason: str, *, redispatch: bool = True) -> None:
+    """running/dispatched -> queued: no worker picked it up; nothing has run, so it is safe.
+    `redispatch=False` (the broker refused it): leave it to the reaper's next pass rather
+    than ask the broker again at once."""
     with transaction.atomic():
         run = Run.objects.get(pk=run_id)
         _cas(
@@ -134,7 +136,8 @@ def requeue_unclaimed_run(run_id: int, reason: str) -> None:
             lease_expires_at=None,
         )
         _system_event(run_id, f"Back in the queue: {reason}", "warning")
-        _after_slot_freed(run.account_id)
+        if redispatch:
+            _after_slot_freed(run.account_id)
 
 
 # --- active bookkeeping (not status changes) -------------------------------------------------
