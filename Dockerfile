@@ -10,6 +10,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DJANGO_SETTINGS_MODULE=portal.settings \
     PORTAL_VAR_DIR=/var/lib/portal
 
+# Safe production defaults (override in .env): HTTPS only, behind a TLS proxy that sets
+# X-Forwarded-Proto; secure cookies follow from DEBUG=0. /state/ and /healthz stay reachable
+# over plain HTTP inside the deployment (SECURE_REDIRECT_EXEMPT). `manage.py check --deploy`
+# is clean for this shape (tests/test_deploy_files.py).
+ENV SECURE_SSL_REDIRECT=1 \
+    SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO \
+    SECURE_HSTS_SECONDS=31536000 \
+    SECURE_HSTS_INCLUDE_SUBDOMAINS=1 \
+    SECURE_HSTS_PRELOAD=1
+
 WORKDIR /app
 
 # Dependencies first (pinned in pyproject.toml), so a code change does not reinstall them.

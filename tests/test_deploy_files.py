@@ -53,3 +53,44 @@ def test_makefile_has_the_documented_targets():
     targets = set(re.findall(r"^([a-z][a-z-]*)\s*:(?!=)", makefile, re.MULTILINE))
 
     assert {"run", "test", "install", "migrate", "bench", "clean", "help"} <= targets
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """NAME=value pairs of the Dockerfile's ENV instructions."""
+    text = (BASE_DIR / "Dockerfile").read_text().replace("\\\n", " ")
+    pairs = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            pairs.update(dict(re.findall(r"([A-Z_]+)=(\S+)", line)))
+    return pairs
+
+
+def test_check_deploy_is_clean_for_the_containers_production_settings(tmp_path):
+    import secrets
+    import subprocess
+    import sys
+
+    env = {name: value for name, value in _dockerfile_env().items() if name.startswith("SECURE_")}
+    assert env["SECURE_SSL_REDIRECT"] == "1" and int(env["SECURE_HSTS_SECONDS"]) >= 31536000
+    env.update({
+        "PATH": "/usr/bin:/bin", "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(64),
+        "ALLOWED_HOSTS": "portal.example.com", "PORTAL_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    })
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=BASE_DIR, env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and "no issues" in result.stdout, result.stdout + result.stderr
+
+
+def test_without_the_https_settings_check_deploy_names_what_is_missing(tmp_path):
+    import secrets
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(64),
+           "PORTAL_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=BASE_DIR, env=env,
+                            capture_output=True, text=True)
+    found = set(re.findall(r"security\.W\d+", result.stdout + result.stderr))
+    # Cookies are secure by default outside DEBUG; HTTPS itself must be asked for.
+    assert found == {"security.W004", "security.W008"}, result.stdout + result.stderr

@@ -27,6 +27,8 @@ a Conflict), InvalidRequest -> 400, KeyReused -> 422.
 import logging
 
 from django.core.exceptions import NON_FIELD_ERRORS
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.signals import got_request_exception
 from django.db.models import ProtectedError, RestrictedError
@@ -139,6 +141,13 @@ def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error, expected or not, in the one shape."""
     if isinstance(exc, ServiceError):
         return service_error_response(exc)
+    if isinstance(exc, RequestDataTooBig):
+        # Raised while DRF parses the body; not a bug but a too-large request (issue 12: 500).
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            error_body("too_large", f"The request body is larger than the API accepts ({limit} bytes)."),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
