@@ -369,7 +369,8 @@ class ServerURL(str):
         return obj
 
 
-def gunicorn_process(env: dict[str, str], log_dir: Path, *, port: int, ready_timeout: float = 60.0) -> ManagedProcess:
+def gunicorn_process(env: dict[str, str], log_dir: Path, *, port: int, ready_timeout: float = 60.0,
+                     name: str = "web") -> ManagedProcess:
     """The portal under gunicorn (gthread), ready when /healthz answers 200."""
     url = f"http://127.0.0.1:{port}"
     argv = [
@@ -380,7 +381,7 @@ def gunicorn_process(env: dict[str, str], log_dir: Path, *, port: int, ready_tim
         "--access-logfile", "-",
         "--no-control-socket",  # gunicorn >= 27 would share ~/.gunicorn/gunicorn.ctl otherwise
     ]
-    return ManagedProcess("web", argv, env=env, log_dir=log_dir, ready_timeout=ready_timeout,
+    return ManagedProcess(name, argv, env=env, log_dir=log_dir, ready_timeout=ready_timeout,
                           ready=lambda p: http_ok(f"{url}/healthz"))
 
 
@@ -394,18 +395,18 @@ class CeleryWorker(ManagedProcess):
     """
 
     def __init__(self, env: dict[str, str], log_dir: Path, *, node_name: str = "test@%h",
-                 concurrency: int = 2, ready_timeout: float = 60.0):
+                 concurrency: int = 2, ready_timeout: float = 60.0, name: str = "celery-worker"):
         argv = [
             BIN_DIR / "celery", "-A", "portal", "worker",
             "--concurrency", str(concurrency), "-l", "info", "-n", node_name,
         ]
-        super().__init__("celery-worker", argv, env=env, log_dir=log_dir, ready_timeout=ready_timeout,
+        super().__init__(name, argv, env=env, log_dir=log_dir, ready_timeout=ready_timeout,
                          ready=lambda p: bool(WORKER_READY.search(p.log_since_start())))
         self.hostname = node_name.replace("%h", socket.gethostname())
 
 
 def beat_process(env: dict[str, str], log_dir: Path, *, schedule_file: Path, ready: Callable[[ManagedProcess], bool],
-                 ready_timeout: float = 60.0) -> ManagedProcess:
+                 ready_timeout: float = 60.0, name: str = "celery-beat") -> ManagedProcess:
     """Celery beat (its in-process reaper included); `ready` tells when it has started."""
     argv = [BIN_DIR / "celery", "-A", "portal", "beat", "-l", "info", "-s", str(schedule_file)]
-    return ManagedProcess("celery-beat", argv, env=env, log_dir=log_dir, ready_timeout=ready_timeout, ready=ready)
+    return ManagedProcess(name, argv, env=env, log_dir=log_dir, ready_timeout=ready_timeout, ready=ready)
