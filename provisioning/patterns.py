@@ -699,7 +699,9 @@ def _normalise(value: Any, problems: list[str]) -> Any:
     "e" + U+0301 would come back from `terraform output` as "é". Normalising first keeps what
     the portal stores equal to what Terraform returns. NUL is refused because PostgreSQL
     cannot store U+0000 in text or jsonb (the request and its outputs are stored there), and
-    lone surrogates are not text at all.
+    lone surrogates are not text at all. Code points unassigned in this Python's Unicode
+    database are refused: NFC depends on the Unicode version, and Terraform's is newer, so only
+    for characters both know is "what is stored is what Terraform returns" a promise.
     """
     if isinstance(value, str):
         if "\x00" in value:
@@ -707,6 +709,17 @@ def _normalise(value: Any, problems: list[str]) -> Any:
             return value
         if any(0xD800 <= ord(char) <= 0xDFFF for char in value):
             problems.append("must be valid Unicode text (it contains a lone surrogate)")
+            return value
+        unknown = sorted({char for char in value if unicodedata.category(char) == "Cn"})
+        if unknown:
+            # Terraform normalises with newer Unicode tables than this Python's: a character
+            # unknown here (e.g. U+10EFD, Unicode 15) may be reordered there, and what the
+            # portal stored would no longer be what Terraform returns (issue 12).
+            shown = ", ".join(f"U+{ord(char):04X}" for char in unknown[:5])
+            problems.append(
+                f"contains {shown}: character(s) unassigned in the portal's Unicode tables "
+                f"(Unicode {unicodedata.unidata_version}), which Terraform could normalise differently"
+            )
             return value
         return unicodedata.normalize("NFC", value)
     if isinstance(value, Mapping):
