@@ -2,6 +2,7 @@
 
 import django_filters
 from django import forms
+from drf_spectacular.utils import extend_schema_field
 from django.db.models import Q
 
 from portal.models import Endpoint, Environment, EnvironmentStatus, Run, RunKind, RunStatus
@@ -11,6 +12,7 @@ from portal.models import Endpoint, Environment, EnvironmentStatus, Run, RunKind
 MAX_ID = 2**63 - 1
 
 
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
 class IdFilter(django_filters.NumberFilter):
     """A row id: a whole number from 1 to MAX_ID (NumberFilter alone takes any decimal, and
     `?environment=1e300` crashed the query)."""

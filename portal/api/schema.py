@@ -19,7 +19,8 @@ ERROR_DESCRIPTIONS = {
     409: "The request collides with the current state (`conflict`), the object is still "
          "referred to (`protected`), or a request with the same Idempotency-Key is still "
          "running (`idempotency_key_in_progress`; retry after `Retry-After` seconds).",
-    415: "The request body is not JSON, form data or multipart.",
+    413: "The request body is larger than the API accepts (`too_large`).",
+    415: "The request body is not JSON.",
     422: "The Idempotency-Key was already used for a different request (`idempotency_key_reused`).",
     429: "Too many requests (`throttled`); retry after `Retry-After` seconds.",
 }
@@ -47,6 +48,7 @@ def idempotency_parameter() -> OpenApiParameter:
         str,
         OpenApiParameter.HEADER,
         required=False,
+        pattern=r"^[!-~]{1,255}$",  # what services.idempotency.validate_key accepts
         description=(
             "Any unique string (a UUID) of 1-255 visible ASCII characters. Sending the same "
             "request again with the same key returns the first answer (same status and body, "
@@ -79,7 +81,7 @@ class PortalAutoSchema(AutoSchema):
         if self.method in WRITE_METHODS:
             statuses |= {403, 409}
         if self.method in {"POST", "PUT", "PATCH"}:
-            statuses.add(415)
+            statuses |= {413, 415}
         if "{" in self.path:
             statuses.add(404)
         if is_idempotent(self.view, self.method):

@@ -112,7 +112,8 @@ class PersonSerializer(UserRefSerializer):
     """Who asked for something: enough to contact them."""
 
     full_name = serializers.SerializerMethodField()
-    email = serializers.EmailField()
+    # Not EmailField: a user may have no address, and "" is not `format: email` (issue 12).
+    email = serializers.CharField(help_text="E-mail address; empty when the user has none.")
 
     def get_full_name(self, user) -> str:
         return user.get_full_name()

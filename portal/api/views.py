@@ -11,6 +11,7 @@ stays reachable by id (the CMDB keeps them for audit).
 from django.contrib.auth import get_user_model
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from django_filters import MultipleChoiceFilter
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -40,9 +41,19 @@ CANCEL_MESSAGES = {
 
 
 class ApiViewMixin:
-    """What every API view shares: the schema generator that documents the error shape."""
+    """What every API view shares: the schema generator that documents the error shape, and
+    query parameters given at most once (`?offset=1&offset=2` was silently read as one of them;
+    the schema describes single values) - except the filters that take a list (`?status=a&status=b`)."""
 
     schema = PortalAutoSchema()
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # credentials first: 401 before 400
+        filterset = getattr(self, "filterset_class", None)
+        lists = {name for name, f in (filterset.base_filters.items() if filterset else ()) if isinstance(f, MultipleChoiceFilter)}
+        repeated = sorted(key for key, values in request.query_params.lists() if len(values) > 1 and key not in lists)
+        if repeated:
+            raise ValidationError({key: ["give this query parameter once"] for key in repeated})
 
 
 class ListFiltersOnlyMixin:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.urls import reverse
 
 from portal.models import Department, Product, SandboxAccount
 from portal.services.errors import ServiceError
@@ -204,6 +205,12 @@ class EnvironmentRequestForm(forms.Form):
         self.fields["pattern"].choices = [
             (slug, pattern.name) for slug, pattern in sorted(catalog.items(), key=lambda item: item[1].name)
         ]
+        # A change of product, pattern or account re-renders the form (htmx; the target and the
+        # rest are inherited from the fieldset). On the selects themselves, not as a trigger
+        # filter on the fieldset: htmx evaluates filters with Function(), which the
+        # Content-Security-Policy (no 'unsafe-eval') forbids.
+        for name in ("product", "pattern", "account"):
+            self.fields[name].widget.attrs.update({"hx-get": reverse("environment-create"), "hx-trigger": "change"})
         self.accounts_for = accounts_for
 
     def limit_accounts(self, product) -> None:
