@@ -12,12 +12,22 @@ from portal.models import Endpoint, Environment, EnvironmentStatus, Run, RunKind
 MAX_ID = 2**63 - 1
 
 
+class PresentIntegerField(forms.IntegerField):
+    """A whole number that, when the parameter is given, is there: `?environment=` is refused,
+    not read as "no filter" (the schema says integer)."""
+
+    def clean(self, value):
+        if value == "":
+            raise forms.ValidationError("give a whole number", code="invalid")
+        return super().clean(value)
+
+
 @extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
 class IdFilter(django_filters.NumberFilter):
     """A row id: a whole number from 1 to MAX_ID (NumberFilter alone takes any decimal, and
     `?environment=1e300` crashed the query)."""
 
-    field_class = forms.IntegerField
+    field_class = PresentIntegerField
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("min_value", 1)
@@ -25,18 +35,70 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+@extend_schema_field({"type": "string", "pattern": "^[^\\u0000]*$"})
+class TextFilter(django_filters.CharFilter):
+    """A text filter; NUL is refused (PostgreSQL cannot compare it), and the schema says so."""
+
+
+class StrictNullBooleanField(forms.NullBooleanField):
+    """true/false (1/0), or not given; anything else - "" included - is an error, not "no
+    filter" (issue 12: `?include_deleted=AAA` was quietly ignored)."""
+
+    TRUE, FALSE = {"true", "True", "1"}, {"false", "False", "0"}
+
+    def to_python(self, value):
+        if value is None:
+            return None  # not given
+        if isinstance(value, bool):
+            return value
+        if value in self.TRUE:
+            return True
+        if value in self.FALSE:
+            return False
+        raise forms.ValidationError("must be true or false", code="invalid")
+
+    def validate(self, value):
+        pass
+
+
+class PresentChoiceField(forms.ChoiceField):
+    """A choice that, when given, is one of the choices: `?kind=` is refused, not read as
+    "no filter" (the schema's enum has no empty value)."""
+
+    def clean(self, value):
+        if value == "":
+            raise forms.ValidationError("choose one of the listed values", code="invalid_choice")
+        return super().clean(value)
+
+
+class ChoiceFilter(django_filters.ChoiceFilter):
+    field_class = PresentChoiceField
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    """A BooleanFilter that refuses what is not a boolean (see StrictNullBooleanField). Its
+    widget hands the raw text to the field (django-filter's BooleanWidget turns "AAA" into
+    "no filter" before any check)."""
+
+    field_class = StrictNullBooleanField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", forms.TextInput)
+        super().__init__(*args, **kwargs)
+
+
 class EnvironmentFilterSet(django_filters.FilterSet):
     """Filter environments by department, product, pattern, account, status; `q` searches
     the name, the product and live FQDNs."""
 
-    q = django_filters.CharFilter(method="search", label="Search")
-    department = django_filters.CharFilter(field_name="product__department__slug", label="Department (slug)")
-    product = django_filters.CharFilter(field_name="product__slug", label="Product (slug)")
-    pattern = django_filters.CharFilter(field_name="pattern_slug", label="Design pattern (slug)")
-    account = django_filters.CharFilter(field_name="account__account_id", label="AWS account id")
+    q = TextFilter(method="search", label="Search")
+    department = TextFilter(field_name="product__department__slug", label="Department (slug)")
+    product = TextFilter(field_name="product__slug", label="Product (slug)")
+    pattern = TextFilter(field_name="pattern_slug", label="Design pattern (slug)")
+    account = TextFilter(field_name="account__account_id", label="AWS account id")
     status = django_filters.MultipleChoiceFilter(choices=EnvironmentStatus.choices)
-    fqdn = django_filters.CharFilter(method="by_fqdn", label="Exact FQDN of a live endpoint")
-    include_deleted = django_filters.BooleanFilter(method="with_deleted", label="Include deleted")
+    fqdn = TextFilter(method="by_fqdn", label="Exact FQDN of a live endpoint")
+    include_deleted = BooleanFilter(method="with_deleted", label="Include deleted")
 
     class Meta:
         model = Environment
@@ -73,7 +135,7 @@ class RunFilterSet(django_filters.FilterSet):
     environment = IdFilter(field_name="environment_id")
     kind = django_filters.MultipleChoiceFilter(choices=RunKind.choices)
     status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
-    account = django_filters.CharFilter(field_name="account__account_id")
+    account = TextFilter(field_name="account__account_id")
 
     class Meta:
         model = Run
@@ -81,10 +143,10 @@ class RunFilterSet(django_filters.FilterSet):
 
 
 class EndpointFilterSet(django_filters.FilterSet):
-    fqdn = django_filters.CharFilter(method="by_fqdn")
-    q = django_filters.CharFilter(field_name="fqdn", lookup_expr="icontains")
+    fqdn = TextFilter(method="by_fqdn")
+    q = TextFilter(field_name="fqdn", lookup_expr="icontains")
     environment = IdFilter(field_name="environment_id")
-    include_released = django_filters.BooleanFilter(method="with_released")
+    include_released = BooleanFilter(method="with_released")
 
     class Meta:
         model = Endpoint

@@ -7,13 +7,14 @@ browser UI; these three lists exist only in the API (the UI shows them in the ad
 import django_filters
 from django.db.models import Q
 
+from portal.filters import BooleanFilter, ChoiceFilter, TextFilter
 from portal.models import Department, Product, SandboxAccount
 
 
 class SlugNameSearchFilterSet(django_filters.FilterSet):
     """`q`: a case-insensitive match in the slug or the name."""
 
-    q = django_filters.CharFilter(method="search", label="Search slug and name")
+    q = TextFilter(method="search", label="Search slug and name")
 
     def search(self, queryset, name, value):
         value = value.strip()
@@ -21,7 +22,7 @@ class SlugNameSearchFilterSet(django_filters.FilterSet):
 
 
 class DepartmentFilterSet(SlugNameSearchFilterSet):
-    member = django_filters.CharFilter(field_name="members__username", label="Member (username)")
+    member = TextFilter(field_name="members__username", label="Member (username)")
 
     class Meta:
         model = Department
@@ -29,10 +30,10 @@ class DepartmentFilterSet(SlugNameSearchFilterSet):
 
 
 class SandboxAccountFilterSet(django_filters.FilterSet):
-    department = django_filters.CharFilter(field_name="department__slug", label="Department (slug)")
-    kind = django_filters.ChoiceFilter(choices=SandboxAccount.Kind.choices)
-    is_active = django_filters.BooleanFilter()
-    account_id = django_filters.CharFilter(label="AWS account id")
+    department = TextFilter(field_name="department__slug", label="Department (slug)")
+    kind = ChoiceFilter(choices=SandboxAccount.Kind.choices)
+    is_active = BooleanFilter()
+    account_id = TextFilter(label="AWS account id")
 
     class Meta:
         model = SandboxAccount
@@ -40,7 +41,7 @@ class SandboxAccountFilterSet(django_filters.FilterSet):
 
 
 class ProductFilterSet(SlugNameSearchFilterSet):
-    department = django_filters.CharFilter(field_name="department__slug", label="Department (slug)")
+    department = TextFilter(field_name="department__slug", label="Department (slug)")
 
     class Meta:
         model = Product

@@ -6,9 +6,13 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from django.core.exceptions import FieldDoesNotExist
+from django.core.validators import RegexValidator
+from django.db import models
 from rest_framework import serializers
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+NO_NUL = "^[^\\u0000]*$"
 
 ERROR_DESCRIPTIONS = {
     400: "The input is not valid (`code` = `invalid` or `parse_error`); `fields` says which.",
@@ -59,6 +63,13 @@ def idempotency_parameter() -> OpenApiParameter:
     )
 
 
+def _get_model_field(model, name: str):
+    try:
+        return model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return None
+
+
 def is_idempotent(view, method: str) -> bool:
     """Whether the view's handler for `method` honours Idempotency-Key (see api.idempotency)."""
     action = getattr(view, "action", None)
@@ -66,9 +77,75 @@ def is_idempotent(view, method: str) -> bool:
     return bool(getattr(handler, "idempotent", False))
 
 
+def _model_field_constraints(model_field) -> dict:
+    """What a model's text field enforces (full_clean), in JSON Schema words."""
+    constraints: dict = {}
+    if not model_field.blank:
+        constraints["minLength"] = 1
+    if getattr(model_field, "max_length", None):
+        constraints["maxLength"] = model_field.max_length
+    for validator in model_field.validators:
+        if isinstance(validator, RegexValidator) and not validator.inverse_match:
+            pattern = validator.regex.pattern.replace(r"\Z", "$").replace(r"\A", "^")
+            constraints["pattern"] = pattern  # the portal's own validators come last, and win
+    return constraints
+
+
 class PortalAutoSchema(AutoSchema):
     """drf-spectacular's AutoSchema plus the error responses each operation can produce and
-    the Idempotency-Key header on the operations that honour it."""
+    the Idempotency-Key header on the operations that honour it.
+
+    Fields of full_clean serializers (api.serializers.FullCleanModelSerializer) carry no
+    validators of their own - the model's `full_clean()` checks them, in the admin's words -
+    so their constraints (required text, pattern, length) are read from the model field here,
+    and slug references get the constraints of the slug they name: the schema states what the
+    API enforces (issue 12: blank and badly formed slugs were "schema-valid")."""
+
+    def _map_basic_serializer(self, serializer, direction):
+        # Remember which way the component goes: constraints on input only apply to requests.
+        previous, self._direction = getattr(self, "_direction", None), direction
+        try:
+            return super()._map_basic_serializer(serializer, direction)
+        finally:
+            self._direction = previous
+
+    def _insert_field_validators(self, field, schema):
+        super()._insert_field_validators(field, schema)
+        if getattr(field, "schema_refuses_blank", False) and "oneOf" in schema:
+            schema.update(next(alt for alt in schema.pop("oneOf") if alt.get("maxLength") != 0))
+        self._apply_model_constraints(field, schema)
+        # Every text input refuses NUL (PostgreSQL cannot store it): said where no stricter
+        # pattern says it already.
+        target = schema["oneOf"][0] if "oneOf" in schema else schema
+        if (getattr(self, "_direction", None) == "request" and isinstance(field, serializers.CharField)
+                and not field.read_only and target.get("type") == "string"
+                and "pattern" not in target and "enum" not in target):
+            target["pattern"] = NO_NUL
+
+    def _apply_model_constraints(self, field, schema):
+        if isinstance(field, serializers.ManyRelatedField) and isinstance(schema.get("items"), dict):
+            self._apply_model_constraints(field.child_relation, schema["items"])
+            if getattr(self, "_direction", None) == "request":
+                schema["items"].setdefault("pattern", NO_NUL)
+            return
+        if field.read_only or schema.get("type") not in (None, "string") or "allOf" in schema:
+            return
+        model_field = None
+        if isinstance(field, serializers.SlugRelatedField) and field.queryset is not None:
+            model_field = _get_model_field(field.queryset.model, field.slug_field)
+        elif getattr(getattr(field, "parent", None), "full_clean_schema", False):
+            model_field = _get_model_field(field.parent.Meta.model, field.source)
+        if not isinstance(model_field, (models.CharField, models.TextField)):
+            return
+        constraints = _model_field_constraints(model_field)
+        if "oneOf" in schema and constraints.get("minLength"):
+            # spectacular allows "" beside the constraints of a blank-allowed field; the model
+            # refuses blank, so only the constrained form remains.
+            inner = next((alt for alt in schema.pop("oneOf") if alt.get("maxLength") != 0), {"type": "string"})
+            schema.update(inner)
+        target = schema["oneOf"][0] if "oneOf" in schema else schema
+        for key, value in constraints.items():
+            target.setdefault(key, value)
 
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())

@@ -15,9 +15,11 @@ import copy
 from django.contrib.auth import get_user_model
 from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import ProhibitNullCharactersValidator
+from django.core.validators import ProhibitNullCharactersValidator, RegexValidator
+from django.db import models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
+from rest_framework.relations import MANY_RELATION_KWARGS
 from rest_framework import serializers
 from rest_framework.fields import ProhibitSurrogateCharactersValidator
 from rest_framework.settings import api_settings
@@ -37,6 +39,9 @@ from portal.models import (
     RunStatus,
     SandboxAccount,
 )
+from provisioning.patterns import SLUG_RE as PATTERN_SLUG_RE
+from portal.services.environments import NAME_RE, NAME_RULE as ENVIRONMENT_NAME_RULE
+from portal.services.tokens import NAME_MAX_LENGTH as TOKEN_NAME_MAX_LENGTH
 from portal.services.tokens import is_usable
 
 User = get_user_model()
@@ -90,9 +95,63 @@ def _unencodable(value, path: str) -> tuple[str, str] | None:
     return None
 
 
+class _TextOnly:
+    """Text, and only text: DRF's CharField turns `0` into "0", so `"name": 0` was accepted
+    although the schema says string (issue 12)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(_TextOnly, serializers.CharField):
+    """A CharField that takes only a JSON string, exactly as sent: no silent trimming, so its
+    length and blankness are what the schema's minLength/maxLength say."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+
+class StrictSlugField(_TextOnly, serializers.SlugField):
+    """A SlugField that takes only a JSON string, exactly as sent."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JsonObjectField(serializers.JSONField):
+    """A JSON object (not null, not a list): what the model's dict-valued column holds."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ListOfReferences(serializers.ManyRelatedField):
+    """Several references: a JSON list, nothing else (DRF iterated a dict's keys, so
+    `"members": {}` was accepted as "no members" - issue 12)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, list):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
 class SlugReference(serializers.SlugRelatedField):
     """A SlugRelatedField that refuses NUL before the lookup: PostgreSQL cannot even compare
     a text containing NUL (the driver raises DataError, which would be a 500)."""
+
+    @classmethod
+    def many_init(cls, *args, **kwargs):
+        """As DRF's RelatedField.many_init, with ListOfReferences for the list."""
+        list_kwargs = {"child_relation": cls(*args, **kwargs)}
+        list_kwargs.update({key: value for key, value in kwargs.items() if key in MANY_RELATION_KWARGS})
+        return ListOfReferences(**list_kwargs)
 
     def to_internal_value(self, data):
         if isinstance(data, str) and "\x00" in data:
@@ -113,7 +172,7 @@ class PersonSerializer(UserRefSerializer):
 
     full_name = serializers.SerializerMethodField()
     # Not EmailField: a user may have no address, and "" is not `format: email` (issue 12).
-    email = serializers.CharField(help_text="E-mail address; empty when the user has none.")
+    email = serializers.CharField(allow_blank=True, help_text="E-mail address; empty when the user has none.")
 
     def get_full_name(self, user) -> str:
         return user.get_full_name()
@@ -145,8 +204,17 @@ class FullCleanModelSerializer(serializers.ModelSerializer):
     uniqueness, `clean()`), so the API says exactly what the admin says.
 
     The validators DRF derives from the model are dropped (they would answer first, in DRF's
-    wording); type conversion and the encoding validators stay.
+    wording); type conversion and the encoding validators stay. The schema still states the
+    model's constraints (`full_clean_schema`, read by api.schema.PortalAutoSchema).
     """
+
+    full_clean_schema = True
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+        models.SlugField: StrictSlugField,
+    }
 
     def get_fields(self):
         fields = super().get_fields()
@@ -221,6 +289,9 @@ class SandboxAccountSerializer(FullCleanModelSerializer):
     )
     has_external_id = serializers.SerializerMethodField()
     cidr_pools = CidrPoolSerializer(many=True, read_only=True)
+    shared_infrastructure = JsonObjectField(
+        required=False, help_text=SandboxAccount._meta.get_field("shared_infrastructure").help_text
+    )
 
     class Meta:
         model = SandboxAccount
@@ -547,9 +618,14 @@ class EnvironmentCreateSerializer(serializers.Serializer):
     product = SlugReference(
         slug_field="slug", queryset=Product.objects.all(), help_text="Product slug, e.g. `shop`."
     )
-    pattern = serializers.CharField(help_text="Design pattern slug (see /api/v1/patterns/).")
-    name = serializers.CharField(
+    pattern = StrictCharField(
+        help_text="Design pattern slug (see /api/v1/patterns/).",
+        validators=[RegexValidator(PATTERN_SLUG_RE, "A design pattern slug: lowercase letters, digits and hyphens.")],
+    )
+    name = StrictCharField(
         required=False, allow_blank=True,
+        # The service checks it (NAME_RE); the validator is here so the schema states it too.
+        validators=[RegexValidator(NAME_RE, ENVIRONMENT_NAME_RULE)],
         help_text="Environment name; omitted or blank = the next free `sandbox-N`.",
     )
     parameters = serializers.DictField(
@@ -614,8 +690,21 @@ class ApiTokenSerializer(serializers.ModelSerializer):
         return is_usable(token)
 
 
+# At least one character that is not NUL and not whitespace as Python's str.strip() sees it
+# (the service strips; ECMA's \s is a slightly different set, so the class is spelled out).
+_PY_SPACE = r"\t\n\u000b\f\r \u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+TOKEN_NAME_PATTERN = rf"^[^\u0000]*[^{_PY_SPACE}\u0000][^\u0000]*$"
+
+
+@extend_schema_field({"type": "string", "pattern": TOKEN_NAME_PATTERN, "maxLength": TOKEN_NAME_MAX_LENGTH})
+class TokenNameField(StrictCharField):
+    """The token's name; the service refuses a blank one (in its own words): the schema says so."""
+
+    schema_refuses_blank = True
+
+
 class ApiTokenCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(allow_blank=True, help_text="What the token is for, e.g. 'CI pipeline'.")
+    name = TokenNameField(allow_blank=True, help_text="What the token is for, e.g. 'CI pipeline'.")
     expires_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Omitted = never expires.")
 
 

@@ -28,6 +28,7 @@ from provisioning.patterns import ParameterError, validate_parameters
 from provisioning.render import RenderError, render_workspace
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
+NAME_RULE = "Use 1-40 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen."
 
 # Terraform's state lives in the portal; every connection detail and credential arrives via
 # TF_HTTP_* environment variables at run time, so the committed code holds no URL or secret.
@@ -112,10 +113,7 @@ def request_create(
     pattern = get_pattern(pattern_slug)
     name = (name or "").strip() or suggest_name(product)
     if not NAME_RE.match(name):
-        raise InvalidRequest(
-            "Use 1-40 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen.",
-            field="name",
-        )
+        raise InvalidRequest(NAME_RULE, field="name")
     try:
         params = validate_parameters(pattern, parameters or {})
     except ParameterError as exc:

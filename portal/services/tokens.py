@@ -36,11 +36,12 @@ def create_token(*, user, name: str, expires_at=None) -> tuple[ApiToken, str]:
     """
     if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
         raise NotAllowed("Only an active, signed-in user can create an API token.")
+    raw_length = len(name or "")
     name = (name or "").strip()
     errors = {}
     if not name:
         errors["name"] = "Give the token a name that says what it is for, e.g. 'CI pipeline'."
-    elif len(name) > NAME_MAX_LENGTH:
+    elif raw_length > NAME_MAX_LENGTH:  # as sent, the way the API schema's maxLength counts
         errors["name"] = f"Use at most {NAME_MAX_LENGTH} characters."
     if expires_at is not None and expires_at <= timezone.now():
         errors["expires_at"] = "The expiry must be in the future."
