@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Smoke test of `make run` on the embedded default (SQLite + filesystem broker).
+"""Smoke test of `make run` on the embedded default (SQLite + the atomicfs:// broker).
 
 In a temporary PORTAL_VAR_DIR and on a free port: time `make install`, start `make run` in
 its own process group, wait until GET /login/ and GET /admin/login/ answer 200 and the
-worker logs "ready.", then send SIGINT to the group (what Ctrl-C in a terminal does) and
+worker logs "ready.", SIGKILL the worker's process group and wait until the devstack has
+restarted it (loudly) with the web server still up, then send SIGINT to the group (what Ctrl-C in a terminal does) and
 check that every process of this run (found by its PORTAL_VAR_DIR) is gone within
 STOP_LIMIT seconds. Prints JSON timings on stdout's last line; exits non-zero on any failure
 (the temporary folder with `make-run.log` is then kept for inspection).
@@ -141,6 +142,28 @@ def main() -> int:
                     missing.append("beat started")
                 raise SmokeFailure(f"not ready after {START_LIMIT:.0f}s: {', '.join(missing)}")
             time.sleep(0.25)
+
+        # A crashed worker is restarted, loudly, and the rest of the stack stays up (issue 12).
+        leaders = [pid for pid, cmd in processes_of_run(var_dir)
+                   if " worker" in cmd and "celery" in cmd and os.getpgid(pid) == pid]
+        if len(leaders) != 1:
+            raise SmokeFailure(f"expected one Celery worker main process, found {leaders}")
+        log(f"SIGKILL to the worker's group ({leaders[0]}): the devstack must restart it")
+        killed = time.monotonic()
+        os.killpg(leaders[0], signal.SIGKILL)
+        while True:
+            text = output.read_text(errors="replace")
+            if "worker DIED" in text and len(WORKER_READY.findall(text)) >= 2:
+                break
+            if proc.poll() is not None:
+                raise SmokeFailure(f"make run exited with {proc.returncode} after the worker was killed")
+            if time.monotonic() - killed > START_LIMIT:
+                raise SmokeFailure("the killed worker was not restarted")
+            time.sleep(0.25)
+        timings["worker_restart_s"] = round(time.monotonic() - killed, 2)
+        if status_of(f"{base}/login/") != 200:
+            raise SmokeFailure("the web server did not stay up while the worker was restarted")
+        log(f"worker restarted and ready after {timings['worker_restart_s']:.1f}s; web still up")
 
         before = processes_of_run(var_dir)
         log(f"{len(before)} processes of this run; sending SIGINT to the group (Ctrl-C)")
