@@ -202,7 +202,10 @@ def request_cancel(run_id: int, user=None) -> str:
             ).update(cancel_requested_at=timezone.now(), cancel_requested_by=user)
             if updated:
                 _system_event(run_id, f"Cancel requested by {user or 'the portal'}; stopping Terraform.")
-            return "requested"
+                return "requested"
+            # Not updated: asked twice (still running), or the run ended meanwhile.
+            still_running = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).exists()
+            return "requested" if still_running else "finished"
         return "finished"
 
 
@@ -256,13 +259,24 @@ def succeed_create(run: Run, worker: str, *, outputs: dict, endpoints: list[dict
             ]
             raise EndpointTaken(taken) from None
         explanation = "Applied; endpoints recorded."
-        if late_cancel or Run.objects.filter(pk=run.pk, cancel_requested_at__isnull=False).exists():
-            explanation += " The cancel came too late: Terraform had already finished, so nothing was stopped and the environment is ready."
-            _system_event(run.pk, "Cancel arrived too late: Terraform had already finished the apply.", "warning")
         _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation=explanation)
+        _note_late_cancel(
+            run.pk, late_cancel, explanation,
+            " The cancel came too late: Terraform had already finished, so nothing was stopped and the environment is ready.",
+        )
         _set_environment(run.environment_id, EnvironmentStatus.READY, "", outputs=outputs)
         _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
         _after_slot_freed(run.account_id)
+
+
+def _note_late_cancel(run_id: int, seen_by_the_worker: bool, explanation: str, addition: str) -> None:
+    """Say so on a run that succeeded although a cancel was asked for. Read after the terminal
+    compare-and-swap, inside its transaction: the run row is locked by then, so a cancel is
+    either already recorded here or will find the run finished (and be answered "finished")
+    - none slips in between (the fault suite found one that did, read before the swap)."""
+    if seen_by_the_worker or Run.objects.filter(pk=run_id, cancel_requested_at__isnull=False).exists():
+        Run.objects.filter(pk=run_id).update(explanation=explanation + addition)
+        _system_event(run_id, "Cancel arrived too late: Terraform had already finished.", "warning")
 
 
 class EndpointTaken(Exception):
@@ -377,9 +391,8 @@ def succeed_destroy(run: Run, worker: str, *, late_cancel: bool = False) -> None
         return
     with transaction.atomic():
         explanation = "Destroyed; the state is empty."
-        if late_cancel or Run.objects.filter(pk=run.pk, cancel_requested_at__isnull=False).exists():
-            explanation += " The cancel came too late: Terraform had already finished."
         _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation=explanation)
+        _note_late_cancel(run.pk, late_cancel, explanation, " The cancel came too late: Terraform had already finished.")
         _release_allocations(run.environment_id)
         Endpoint.objects.filter(environment_id=run.environment_id, released_at__isnull=True).update(
             released_at=timezone.now()

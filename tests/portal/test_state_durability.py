@@ -244,3 +244,15 @@ def test_the_recorder_writes_nothing_into_a_run_its_worker_no_longer_owns(run, t
     run.refresh_from_db()
     assert list(RunEvent.objects.filter(run=run).values_list("message", flat=True)) == ["before"]
     assert run.resources_done == 0
+
+
+# --- a cancel that came too late ------------------------------------------------------------
+
+
+def test_a_cancel_recorded_just_before_success_is_explained_on_the_run(run):
+    assert transitions.request_cancel(run.pk) == "requested"  # Terraform has finished already
+    transitions.succeed_create(run, "host:1", outputs={}, endpoints=[])
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED and "The cancel came too late" in run.explanation
+    assert "Cancel arrived too late" in RunEvent.objects.filter(run=run).last().message
+    assert transitions.request_cancel(run.pk) == "finished"
