@@ -288,10 +288,16 @@ def celery_worker(web_server, portal_env, process_log_dir):
     `.kill(signal.SIGKILL)` kills its whole process group (the worker "dies"); `.restart()`
     starts a fresh one. Stopped at the end of the session.
     """
+    yield from running_worker(portal_env, process_log_dir)
+
+
+def running_worker(portal_env, process_log_dir, **options):
+    """The body of a worker fixture: a purged broker, a started worker, stopped at the end.
+    `options` go to CeleryWorker (the fault suite asks for more processes)."""
     from django.conf import settings
 
     purge_broker(settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS)
-    worker = CeleryWorker(portal_env, process_log_dir)
+    worker = CeleryWorker(portal_env, process_log_dir, **options)
     try:
         worker.start()
     except ProcessStartError as exc:

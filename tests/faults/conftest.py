@@ -20,7 +20,7 @@ import pytest
 
 from tests.faults.cluster import cluster_available
 from tests.faults.report import REPORT
-from tests.processes import CeleryWorker, ProcessStartError, purge_broker
+from tests.conftest import running_worker
 
 HERE = Path(__file__).resolve().parent
 SKIP_REASON = "fault suite: run `make test-faults`"
@@ -82,18 +82,7 @@ def local_cloud(portal_env):
 @pytest.fixture(scope="session")
 def celery_worker(web_server, portal_env, process_log_dir, local_cloud):
     """As tests/conftest.py's, with WORKER_CONCURRENCY processes (one per account)."""
-    from django.conf import settings
-
-    purge_broker(settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT_OPTIONS)
-    worker = CeleryWorker(portal_env, process_log_dir, concurrency=WORKER_CONCURRENCY)
-    try:
-        worker.start()
-    except ProcessStartError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield worker
-    finally:
-        worker.stop()
+    yield from running_worker(portal_env, process_log_dir, concurrency=WORKER_CONCURRENCY)
 
 
 @pytest.fixture

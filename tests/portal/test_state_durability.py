@@ -22,15 +22,9 @@ from portal.services import state, workdirs
 from portal.services.execution import RunRecorder, hash_token
 from portal.services.reaper import reap_expired
 from tests.factories import lock_info, make_environment, make_run, make_state_lock, make_state_version
+from tests.portal.test_state_backend import TOKEN, auth
 
 pytestmark = pytest.mark.django_db
-
-TOKEN = "s3cret-token-for-tests"
-
-
-def auth(run, token=TOKEN):
-    return "Basic " + base64.b64encode(f"run-{run.pk}:{token}".encode()).decode()
-
 
 @pytest.fixture
 def run():
