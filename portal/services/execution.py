@@ -262,25 +262,19 @@ class RunRecorder:
         while the database is away for up to STATE_RECOVERY_WAIT_SECONDS."""
         body = path.read_bytes()
         source = f"{socket.gethostname()}:{path}"
-        deadline = time.monotonic() + settings.STATE_RECOVERY_WAIT_SECONDS
-        while True:
-            try:
-                version = state_service.recover_state(self.environment_id, self.run_id, body, source=source)
-            except state_service.RecoveryRefused as exc:
-                self.note(f"The state Terraform left could not be stored: {exc}. It stays in {path}.", "error")
-                return False
-            except DatabaseFault as exc:
-                self.outage.failed(exc)
-                reset_connection()
-                if time.monotonic() >= deadline:
-                    log.error("run %s: state in %s not stored after %ss; the folder is kept", self.run_id, path, settings.STATE_RECOVERY_WAIT_SECONDS)
-                    return False
-                time.sleep(2.0)
-                continue
-            self.outage.succeeded()
-            if version is not None:
-                self.note(f"Stored the state Terraform left (serial {version.serial}, {version.resource_count} resource(s)) as a recovered version.", "warning")
-            return True
+        try:
+            version = _until_database_answers(
+                lambda: state_service.recover_state(self.environment_id, self.run_id, body, source=source)
+            )
+        except state_service.RecoveryRefused as exc:
+            self.note(f"The state Terraform left could not be stored: {exc}. It stays in {path}.", "error")
+            return False
+        except DatabaseFault:
+            log.error("run %s: state in %s not stored after %ss; the folder is kept", self.run_id, path, settings.STATE_RECOVERY_WAIT_SECONDS)
+            return False
+        if version is not None:
+            self.note(f"Stored the state Terraform left (serial {version.serial}, {version.resource_count} resource(s)) as a recovered version.", "warning")
+        return True
 
 
 class Outage:

@@ -419,7 +419,9 @@ def refresh_environment_reason(environment_id: int) -> None:
     if environment is None or environment.status not in needs_attention:
         return
     reason = re.sub(r"State unknown: [^.]*\. ", "", environment.status_reason)
-    reason = _STORED_RE.sub(_what_is_stored(environment_id), reason)
+    from portal.services.state import STORED_STATE_SENTENCE_RE
+
+    reason = STORED_STATE_SENTENCE_RE.sub(_what_is_stored(environment_id), reason)
     _set_environment(environment_id, environment.status, reason)
 
 
@@ -447,9 +449,6 @@ def interrupt_run(run_id: int, reason: str) -> bool:
 
 
 # --- helpers shared by the transitions ----------------------------------------------------------
-
-_STORED_RE = re.compile(r"The stored state lists \d+ resource\(s\)[^.]*\.")
-
 
 def _what_is_stored(environment_id: int) -> str:
     from portal.services.state import what_the_stored_state_says

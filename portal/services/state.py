@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -76,6 +77,10 @@ def stored_resource_count(environment_id: int) -> int:
         StateVersion.objects.filter(environment_id=environment_id).order_by("-id").values_list("resource_count", flat=True).first()
     )
     return latest or 0
+
+
+# Finds the sentence `what_the_stored_state_says` writes, to bring an old reason up to date.
+STORED_STATE_SENTENCE_RE = re.compile(r"The stored state lists \d+ resource\(s\)[^.]*\.")
 
 
 def what_the_stored_state_says(environment_id: int) -> str:

@@ -250,3 +250,19 @@ def test_a_cancel_recorded_just_before_success_is_explained_on_the_run(run):
     assert run.status == RunStatus.SUCCEEDED and "The cancel came too late" in run.explanation
     assert "Cancel arrived too late" in RunEvent.objects.filter(run=run).last().message
     assert transitions.request_cancel(run.pk) == "finished"
+
+
+def test_the_recorder_stores_the_state_terraform_left_and_says_so(run, tmp_path):
+    errored = tmp_path / "errored.tfstate"
+    errored.write_bytes(document(serial=3, resources=7))
+    recorder = RunRecorder(run, "host:1", tmp_path / "spill.jsonl")
+    assert recorder.recover_state(errored) is True
+    stored = StateVersion.objects.get(environment=run.environment)
+    assert stored.resource_count == 7 and stored.recovered_from.endswith("errored.tfstate")
+    # Older than what is stored now: refused, said on the run, and the file stays.
+    errored.write_bytes(document(serial=1, resources=1))
+    assert recorder.recover_state(errored) is False and errored.exists()
+    recorder.flush()
+    messages = list(RunEvent.objects.filter(run=run).values_list("message", flat=True))
+    assert any("as a recovered version" in m for m in messages)
+    assert any("could not be stored" in m and "older than the stored 3" in m for m in messages)
