@@ -1,19 +1,21 @@
-"""How rows are shown: status tones, the run's stage bar, queue estimates, the live payload.
+"""How rows are shown: status tones, the run's stage bar, queue estimates, the live run page.
 
 Presentation only: it reads rows (through selectors) and decides nothing about what may
-happen to them.
+happen to them (no services, no permission rules).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 
-from django.urls import reverse
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from portal import selectors
-from portal.models import EnvironmentStatus, Run, RunEvent, RunKind, RunStatus
-from portal.models.runs import TERMINAL
+from portal.models import EnvironmentStatus, Run, RunEvent, RunKind, RunStage, RunStatus
+from portal.models.runs import CANCELLABLE, TERMINAL
 from portal.services.catalog import get_catalog
 from portal.services.dispatch import queue_position
 
@@ -75,11 +77,19 @@ def tone(status: str) -> str:
     return TONES.get(status, "muted")
 
 
-def stage_bar(run: Run, stage_reached: str) -> list[dict]:
-    """The steps of the run's stage bar, each `done`, `current`, `failed` or `todo`."""
+def stage_bar(run: Run) -> list[dict]:
+    """The steps of the run's stage bar, each `done`, `current`, `failed` or `todo`.
+
+    A finished run keeps the stage it reached, so a failed one shows where it stopped.
+    """
     steps = STAGES.get(run.kind, STAGES[RunKind.CREATE])
     keys = [key for key, _ in steps]
-    reached = "queued" if stage_reached in ("queued", "dispatched") else stage_reached
+    if run.stage in (RunStage.QUEUED, RunStage.DISPATCHED):
+        reached = "queued"
+    elif run.stage == RunStage.DONE:
+        reached = keys[-1]  # older rows, finished before the reached stage was kept
+    else:
+        reached = run.stage
     if reached not in keys:
         reached = keys[0]
     position = keys.index(reached)
@@ -164,7 +174,8 @@ def event_level(event: RunEvent) -> str:
     return {"warning": "warn", "warn": "warn", "error": "error", "debug": "debug"}.get(level, "info")
 
 
-def event_payload(event: RunEvent) -> dict:
+def log_line(event: RunEvent) -> dict:
+    """One line of the run page's log (`_log_lines.html`)."""
     return {
         "seq": event.seq,
         "kind": event.kind,
@@ -176,62 +187,68 @@ def event_payload(event: RunEvent) -> dict:
 
 def should_poll(run: Run, rollback: Run | None) -> bool:
     """The page keeps polling while the run, or the rollback that took over, is unfinished."""
-    return run.status not in TERMINAL or (rollback is not None and rollback.status not in TERMINAL)
+    return not run.is_terminal or (rollback is not None and not rollback.is_terminal)
 
 
 def progress(run: Run) -> dict:
     return {"done": run.resources_done, "planned": run.resources_planned, "percent": run.progress_percent}
 
 
-def live_payload(run: Run, *, after: int, want_plan: bool, limit: int = 300) -> dict:
-    """What one tick of the run page needs: status, progress and the log lines after `after`.
+# --- the live run page ------------------------------------------------------------------------
+#
+# One template per element (templates/portal/runs/_*.html): the page includes them, and each
+# poll of `run_live` sends again, out of band, the ones whose HTML changed since the page got
+# them. The poller element carries what the page has: `after` (the last log line) and `v`, the
+# versions of these fragments in this order.
+LIVE_FRAGMENTS = (
+    "portal/runs/_status.html",
+    "portal/runs/_actions.html",
+    "portal/runs/_stages.html",
+    "portal/runs/_progress.html",
+    "portal/runs/_rollback.html",
+    "portal/runs/_explanation.html",
+    "portal/runs/_endpoints.html",
+    "portal/runs/_plan.html",
+    "portal/runs/_about.html",
+)
+# Django masks the CSRF token anew on every render: it is no change of the cancel form.
+_CSRF_INPUT = re.compile(r'<input type="hidden" name="csrfmiddlewaretoken" value="[^"]*">')
 
-    Small when nothing happened (a few hundred bytes); the plan is sent once, when the page
-    asks for it, and the endpoints once the run has finished.
-    """
-    events = selectors.run_events_after(run.pk, after=after, limit=limit)
+
+def run_page(run: Run) -> dict:
+    """What the run page's fragments show (the view adds `can_manage`)."""
     rollback = selectors.rollback_of_run(run)
-    environment = run.environment
-    stage_reached = selectors.run_stage_reached(run)
-    queue = run_queue(run) if run.status == RunStatus.QUEUED else None
-    payload = {
-        "status": run.status,
-        "status_label": run.get_status_display(),
+    return {
+        "run": run,
+        "environment": run.environment,
         "tone": tone(run.status),
-        "terminal": run.status in TERMINAL,
-        "stage": run.get_stage_display() if run.stage != "done" else "Finished",
-        "stages": [step["state"] for step in stage_bar(run, stage_reached)],
+        "stages": stage_bar(run),
         "progress": progress(run),
-        "queue": queue["text"] if queue else None,
+        "queue": run_queue(run),
         "elapsed": format_duration(elapsed_seconds(run)),
-        "explanation": run.explanation,
-        "cancel_requested": bool(run.cancel_requested_at),
-        "environment": {
-            "status": environment.status,
-            "status_label": environment.get_status_display(),
-            "tone": tone(environment.status),
-            "reason": environment.status_reason,
-        },
-        "rollback": None,
-        "events": [event_payload(event) for event in events],
-        "last_seq": events[-1].seq if events else after,
-        "more": len(events) >= limit,
+        "rollback": rollback,
         "poll": should_poll(run, rollback),
+        "cancellable": run.status in CANCELLABLE,
+        "endpoints": selectors.live_endpoints(run.environment_id)
+        if run.kind == RunKind.CREATE and run.status == RunStatus.SUCCEEDED
+        else [],
+        "mirror": getattr(run, "github_mirror", None),
     }
-    if rollback is not None:
-        payload["rollback"] = {
-            "id": rollback.pk,
-            "url": reverse("run-detail", args=[rollback.pk]),
-            "status": rollback.status,
-            "status_label": rollback.get_status_display(),
-            "tone": tone(rollback.status),
-            "progress": progress(rollback),
-        }
-    if want_plan and run.plan_summary:
-        payload["plan"] = run.plan_summary
-    if payload["terminal"] and run.kind == RunKind.CREATE:
-        payload["endpoints"] = [
-            {"fqdn": endpoint.fqdn, "url": endpoint_href(endpoint.fqdn, endpoint.url), "kind": endpoint.kind}
-            for endpoint in selectors.live_endpoints(environment.pk)
-        ]
-    return payload
+
+
+def fragment_version(html: str) -> str:
+    return hashlib.blake2s(_CSRF_INPUT.sub("", html).encode(), digest_size=4).hexdigest()
+
+
+def changed_fragments(request, context: dict, seen: str) -> tuple[list[str], str]:
+    """The live fragments, rendered out of band, whose version is not in `seen` (the poller's
+    `v`), and the versions of all of them now (the next `v`)."""
+    known = seen.split(".")
+    changed, versions = [], []
+    for index, template in enumerate(LIVE_FRAGMENTS):
+        html = render_to_string(template, {**context, "oob": True}, request)
+        version = fragment_version(html)
+        versions.append(version)
+        if index >= len(known) or known[index] != version:
+            changed.append(html)
+    return changed, ".".join(versions)

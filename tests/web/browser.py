@@ -4,7 +4,10 @@ Never downloads a browser: Chromium must be at CHROMIUM_PATH (`apt-get install c
 otherwise the tests are skipped with that instruction. Every request that leaves 127.0.0.1
 is blocked and recorded, so a page that needs a CDN fails its test.
 
-    from tests.web.browser import browser, page, Screenshots  # noqa: F401 (fixtures)
+    from tests.web.browser import browser, page, portal, Screenshots  # noqa: F401 (fixtures)
+
+`portal` (with the `web_server` and `celery_worker` of tests/conftest.py) is the world of the
+browser tests: a department, its local sandbox account, a product and the developer "dev".
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+LIVE_PATH = r"^/runs/\d+/live/$"  # the run page's poll (views.run_live)
 SCREENSHOT_DIR = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
@@ -147,3 +151,27 @@ class RequestRecorder:
 
     def count_between(self, start: float, end: float) -> int:
         return sum(1 for moment, _ in self.requests if start <= moment <= end)
+
+
+@pytest.fixture
+def portal(web_server, celery_worker):
+    """A department with a local sandbox account, a product, and a developer who may use it."""
+    from tests.factories import make_account, make_department, make_pool, make_product, make_user
+
+    department = make_department("payments", name="Payments")
+    account = make_account(department, name="Local sandbox", dns_zone="sandbox.example.test", max_concurrent_runs=2)
+    make_pool(account, "10.70.0.0/16", prefix_length=24)
+    product = make_product(department, slug="shop", name="Shop")
+    make_user("dev", departments=[department])
+    return {"url": str(web_server), "product": product, "account": account}
+
+
+def request_environment(page, portal, *, name, delay, fail_on=""):
+    """Fill the create form (the local demo pattern) up to, not including, its submit."""
+    page.get_by_role("link", name="New environment").first.click()
+    page.wait_for_url(f"{portal['url']}/environments/new/")
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Delay (seconds)").fill(str(delay))
+    page.get_by_label("Tags").fill("team=payments\nowner=dev")
+    if fail_on:
+        page.get_by_label("Fail on create of").select_option(fail_on)

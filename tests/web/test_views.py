@@ -4,6 +4,7 @@ Permission matrix (STYLE rule 18, `tests.world`): owner/member of Payments (owns
 stranger (Logistics only), staff, anonymous.
 """
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -484,6 +485,26 @@ def test_cancel_buttons_only_for_those_who_may(client, world):
 # --- run page and its live endpoint ------------------------------------------------------------
 
 
+def poll(client, run, **query):
+    """One poll of the run page, as htmx sends it: (status, main part, out-of-band part, next query).
+
+    The main part is what htmx appends to the log; the out-of-band part holds the fragments
+    with `hx-swap-oob`; the next query is what the re-rendered poller asks for next (None: stopped).
+    """
+    response = client.get(reverse("run-live", args=[run.pk]), query, HTTP_HX_REQUEST="true")
+    html = text(response)
+    cut = html.find(" hx-swap-oob=")
+    cut = html.rfind("<", 0, cut) if cut >= 0 else len(html)
+    poller = re.search(r'<div id="run-poller" hidden(?: hx-get="[^"?]+\?after=(\d+)&amp;v=([0-9a-f.]*)")?', html)
+    assert poller, "every answer re-renders the poller"
+    following = {"after": poller[1], "v": poller[2]} if poller[1] else None
+    return response, html[:cut], html[cut:], following
+
+
+def seqs(html) -> list[int]:
+    return [int(seq) for seq in re.findall(r'class="log-line[^"]*" data-seq="(\d+)"', html)]
+
+
 def test_the_run_page_shows_stages_progress_plan_and_log(client, world):
     env = make_environment(world.product, name="alpha", status="provisioning")
     plan = {"add": 2, "change": 0, "destroy": 0, "replace": 0, "resources": [
@@ -500,56 +521,102 @@ def test_the_run_page_shows_stages_progress_plan_and_log(client, world):
     assert "terraform_data.service" in html and "+2 to add" in html
     assert "terraform_data.network: Creation complete after 1s" in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
-    assert 'data-last-seq="2"' in html and 'data-poll="1"' in html and 'role="log"' in html
+    # The poller asks for the lines after the last one shown, every second; htmx is local.
+    assert f'hx-get="/runs/{run.pk}/live/?after=2&amp;v="' in html and 'hx-trigger="every 1s"' in html
+    assert 'role="log"' in html and "/static/django_htmx/htmx-2.min.js" in html and "hx-swap-oob" not in html
 
 
-def test_the_live_endpoint_returns_status_and_new_lines_in_one_small_answer(client, world):
+def test_the_live_endpoint_appends_new_lines_and_swaps_only_what_changed(client, world):
     env = make_environment(world.product, status="provisioning")
-    run = make_run(env, status=RunStatus.RUNNING, stage="plan", started_at=timezone.now())
+    run = make_run(env, status=RunStatus.RUNNING, stage="plan", started_at=timezone.now(), worker="host:1")
     for number in range(3):
         make_run_event(run, f"line {number}")
     login(client, world.owner)
-    url = reverse("run-live", args=[run.pk])
-    first = client.get(url, {"after": 0})
-    data = first.json()
-    assert [e["message"] for e in data["events"]] == ["line 0", "line 1", "line 2"]
-    assert data["last_seq"] == 3 and data["poll"] is True and data["status"] == "running"
-    assert data["stages"] == ["done", "done", "done", "current", "todo", "todo", "todo"]
-    assert "no-cache" in first["Cache-Control"]
-    idle = client.get(url, {"after": 3})
-    assert idle.json()["events"] == [] and idle.json()["last_seq"] == 3
-    assert len(idle.content) < 2000, len(idle.content)
+    first, lines, oob, following = poll(client, run, after=0)
+    assert first.status_code == 200 and "no-cache" in first["Cache-Control"]
+    assert seqs(lines) == [1, 2, 3] and lines.index("line 0") < lines.index("line 1") < lines.index("line 2")
+    assert following["after"] == "3" and len(following["v"].split(".")) == 9
+    # Out of band: the status, the stage bar, the progress, the panel and the poller.
+    assert '<span id="run-status-badges" class="status-line__live" aria-live="polite" hx-swap-oob="innerHTML">' in oob
+    assert '<li class="stage stage--current" data-step="plan" aria-current="step">' in oob
+    assert 'id="run-progress-box" hx-swap-oob="innerHTML"' in oob and "<dt>Worker</dt><dd class=\"mono small\">host:1</dd>" in oob
+    assert 'id="run-poller" hidden hx-get=' in oob and oob.rstrip().endswith("></div>")
+    assert 'id="flash"' not in oob  # the arrival's messages stay while the run goes on
+
+    # Nothing new: no lines, no fragments, only the elapsed time and the next poller.
+    idle, lines, oob, again = poll(client, run, **following)
+    assert idle.status_code == 200 and seqs(lines) == [] and again == following
+    assert "run-status-badges" not in oob and "run-stages" not in oob and len(idle.content) < 2000, len(idle.content)
+
+    # A new line and a stage: only those arrive.
+    make_run_event(run, "line 3")
+    Run.objects.filter(pk=run.pk).update(stage="apply")
+    _, lines, oob, _ = poll(client, run, **following)
+    assert seqs(lines) == [4] and "run-stages" in oob and "run-about" not in oob and "run-plan" not in oob
 
 
-def test_the_live_endpoint_sends_the_plan_once_asked_and_stops_polling_when_finished(client, world):
-    env = make_environment(world.product, status="ready")
+def test_the_live_endpoint_respects_after_and_junk_is_read_as_zero(client, world):
+    run = make_run(make_environment(world.product, status="provisioning"), status=RunStatus.RUNNING, stage="apply")
+    for number in range(5):
+        make_run_event(run, f"line {number}")
+    login(client, world.owner)
+    assert seqs(poll(client, run, after=3)[1]) == [4, 5]
+    assert seqs(poll(client, run, after=5)[1]) == [] and poll(client, run, after=5)[3]["after"] == "5"
+    assert seqs(poll(client, run, after="abc")[1]) == [1, 2, 3, 4, 5]
+
+
+def test_the_live_endpoint_sends_the_plan_once_and_answers_286_when_finished(client, world):
+    env = make_environment(world.product, status="provisioning")
     make_endpoint(env, fqdn="app-x.payments.sandbox.test", url="javascript:alert(1)")
-    run = make_run(env, status=RunStatus.SUCCEEDED, stage="done", plan_summary={"add": 1, "change": 0, "destroy": 0, "resources": []}, resources_planned=1, resources_done=1)
+    plan = {"add": 1, "change": 0, "destroy": 0, "resources": []}
+    run = make_run(env, status=RunStatus.RUNNING, stage="outputs", plan_summary=plan, resources_planned=1, resources_done=1)
     make_run_event(run, "Stage: outputs", kind="stage", data={"stage": "outputs"})
     login(client, world.owner)
-    data = client.get(reverse("run-live", args=[run.pk]), {"after": 1, "plan": "1"}).json()
-    assert data["plan"]["add"] == 1 and data["poll"] is False and data["terminal"] is True
-    assert data["stages"] == ["done"] * 7
-    assert data["endpoints"] == [{"fqdn": "app-x.payments.sandbox.test", "url": "https://app-x.payments.sandbox.test/", "kind": "app"}]
-    assert "plan" not in client.get(reverse("run-live", args=[run.pk]), {"after": 1}).json()
+    _, _, oob, following = poll(client, run, after=1)
+    assert '<div id="run-plan" hx-swap-oob="innerHTML">' in oob and "+1 to add" in oob
+    assert "Cancel run…" in oob and "csrfmiddlewaretoken" in oob
+    _, _, oob, following = poll(client, run, **following)
+    assert "run-plan" not in oob and "run-actions" not in oob  # the page has them (a new CSRF mask is no change)
+
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
+    Environment.objects.filter(pk=env.pk).update(status="ready")
+    done, _, oob, stopped = poll(client, run, **following)
+    assert done.status_code == 286 and stopped is None  # htmx stops polling; the poller is inert
+    assert oob.count('class="stage stage--done"') == 7 and ">Finished</span>" in oob and "run-plan" not in oob
+    assert 'href="https://app-x.payments.sandbox.test/"' in oob and "javascript:" not in oob
+    assert 'id="run-actions" hx-swap-oob="innerHTML"></div>' in oob  # no cancel button any more
+    assert 'id="run-environment-status" href="/environments/' in oob and 'data-status="ready"' in oob
+    # The flash of the page's arrival ("run #N is queued") is cleared.
+    assert '<div id="flash" class="flash" role="status" hidden hx-swap-oob="true"></div>' in oob
 
 
 def test_a_failed_create_links_its_rollback_and_polls_until_the_rollback_ends(client, world):
     env = make_environment(world.product, status="provisioning")
-    create = make_run(env, status=RunStatus.FAILED, stage="done", explanation="terraform apply failed (exit 1): fail_on=service")
-    make_run_event(create, "Stage: apply", kind="stage", data={"stage": "apply"})
+    create = make_run(env, status=RunStatus.FAILED, stage="apply", explanation="terraform apply failed (exit 1): fail_on=service")
     rollback = make_run(env, kind=RunKind.ROLLBACK, status=RunStatus.RUNNING, stage="destroy", rollback_of=create)
     login(client, world.owner)
     html = text(client.get(reverse("run-detail", args=[create.pk])))
     assert f'href="/runs/{rollback.pk}/"' in html and "fail_on=service" in html
     assert '<li class="stage stage--failed" data-step="apply"' in html
-    data = client.get(reverse("run-live", args=[create.pk]), {"after": 1}).json()
-    assert data["rollback"]["id"] == rollback.pk and data["poll"] is True
-    assert data["stages"] == ["done", "done", "done", "done", "failed", "todo", "todo"]
+    assert f'hx-get="/runs/{create.pk}/live/' in html  # the rollback is unfinished: the page polls
+    response, _, oob, following = poll(client, create, after=0)
+    assert response.status_code == 200 and following is not None
+    assert f'<a href="/runs/{rollback.pk}/">#{rollback.pk}</a>' in oob and 'data-status="running"' in oob
+    states = re.findall(r'class="stage stage--(\w+)" data-step', oob)
+    assert states == ["done", "done", "done", "done", "failed", "todo", "todo"]
     rollback_page = text(client.get(reverse("run-detail", args=[rollback.pk])))
     assert f'create run #{create.pk}</a>, whose apply failed' in rollback_page
-    Run.objects.filter(pk=rollback.pk).update(status=RunStatus.SUCCEEDED, stage="done")
-    assert client.get(reverse("run-live", args=[create.pk]), {"after": 1}).json()["poll"] is False
+    Run.objects.filter(pk=rollback.pk).update(status=RunStatus.SUCCEEDED)
+    response, _, oob, following = poll(client, create, **following)
+    assert response.status_code == 286 and following is None
+    assert '<span id="run-rollback-status"><span class="badge badge--ok" data-status="succeeded">' in oob
+
+
+def test_an_older_finished_run_whose_stage_reads_done_still_shows_its_stage_bar(client, world):
+    run = make_run(make_environment(world.product, status="failed"), status=RunStatus.FAILED, stage="done")
+    html = text(login(client, world.owner).get(reverse("run-detail", args=[run.pk])))
+    assert html.count('class="stage stage--done"') == 6 and '<li class="stage stage--failed" data-step="finish"' in html
+    assert ">Finished</span>" in html and "hx-get" not in html
 
 
 def test_a_queued_run_shows_its_place_in_the_queue_and_the_expected_wait(client, world):
@@ -561,8 +628,8 @@ def test_a_queued_run_shows_its_place_in_the_queue_and_the_expected_wait(client,
     second = make_run(make_environment(world.product, name="second", status="provisioning"), status=RunStatus.QUEUED)
     login(client, world.owner)
     assert "Position 1 in the queue of payments-sandbox. 1 run ahead, expected wait ~1 min." in text(client.get(reverse("run-detail", args=[first.pk])))
-    data = client.get(reverse("run-live", args=[second.pk])).json()
-    assert data["queue"] == "Position 2 in the queue of payments-sandbox. 2 runs ahead, expected wait ~1 min."
+    _, _, oob, _ = poll(client, second)
+    assert '<p class="queue">Position 2 in the queue of payments-sandbox. 2 runs ahead, expected wait ~1 min.</p>' in oob
 
 
 # --- API tokens --------------------------------------------------------------------------------------
@@ -650,7 +717,8 @@ def test_junk_in_query_strings_is_never_a_server_error(client, world):
         (reverse("run-live", args=[run.pk]), {"after": "abc"}),
     ]:
         response = client.get(url, query)
-        assert response.status_code in (200, 403), (url, query, response.status_code)
+        finished = url.endswith("/live/") and response.status_code == 286  # a finished run: stop polling
+        assert response.status_code in (200, 403) or finished, (url, query, response.status_code)
     junk = client.post(CREATE_URL, {"product": "abc", "pattern": "nope", "account": "zzz"})
     assert junk.status_code == 200 and junk.context["form"].errors
 
