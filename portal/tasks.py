@@ -11,6 +11,9 @@ import socket
 from celery import current_task, shared_task
 from django.utils import timezone
 
+from portal.services.dispatch import EXECUTE_RUN_TASK
+from portal.services.github_mirror import MIRROR_RUN_TASK
+
 
 @shared_task(name="portal.health", ignore_result=False)
 def health() -> dict:
@@ -22,7 +25,7 @@ def health() -> dict:
     }
 
 
-@shared_task(name="portal.execute_run", ignore_result=True, acks_late=False)
+@shared_task(name=EXECUTE_RUN_TASK, ignore_result=True, acks_late=False)
 def execute_run(run_id: int) -> None:
     """Execute a dispatched run. Acknowledged on receipt: a redelivery could never start a
     second apply anyway (the claim is a compare-and-swap), and a message lost with a dead
@@ -44,7 +47,7 @@ def _mirror_backoff(retries: int, base: float = MIRROR_BACKOFF_BASE_SECONDS) -> 
     return delay / 2 + random.uniform(0, delay / 2)
 
 
-@shared_task(bind=True, name="portal.mirror_run", ignore_result=True, acks_late=False, max_retries=MIRROR_MAX_RETRIES)
+@shared_task(bind=True, name=MIRROR_RUN_TASK, ignore_result=True, acks_late=False, max_retries=MIRROR_MAX_RETRIES)
 def mirror_run(self, run_id: int) -> None:
     """Bring the GitHub issue of a run's request up to date (see `sync_run`; idempotent).
 

@@ -1,9 +1,10 @@
-"""The design-pattern catalog: load and check `patterns/<slug>/`, validate request parameters.
+"""The design-pattern catalog: load and check `patterns/<slug>/`.
 
 A pattern is data (pattern.yaml, locals.tf.j2, static .tf files). Loading checks everything
 that can be checked without running Terraform, so a broken pattern is reported with its file
 and field when the catalog is loaded, never halfway through somebody's apply. See
-patterns/README.md for the format.
+patterns/README.md for the format. Checking a request's parameters against a pattern is
+`provisioning.parameters`.
 
 Must not import Django or anything from `portal/`: the catalog is used by workers, CI and the
 pattern authors' tests alike.
@@ -12,10 +13,8 @@ pattern authors' tests alike.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +24,11 @@ from typing import Any
 import jinja2
 import jsonschema
 import yaml
+from provisioning.parameters import ParameterError, _human_message, _validator, validate_parameters
 from provisioning.render import (
     LOCALS_FILE,
     TEMPLATE_FILE,
     RenderError,
-    hcl_literal,
     make_environment,
     parse_hcl,
     placeholder_context,
@@ -39,14 +38,12 @@ from provisioning.render import (
 __all__ = [
     "CLOUDS",
     "EndpointSpec",
-    "ParameterError",
     "ParameterField",
     "Pattern",
     "PatternCatalogError",
     "PatternError",
     "load_catalog",
     "load_pattern",
-    "validate_parameters",
 ]
 
 PATTERN_FILE = "pattern.yaml"
@@ -69,7 +66,7 @@ _REQUIRED_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "endpoints": ((list,), "a list"),
     "expected_duration_seconds": ((int,), "an integer"),
 }
-_ENDPOINT_KEYS = {"output", "kind", "url_output"}
+_ENDPOINT_KEYS = {"output", "kind", "url_output", "fqdn"}
 # Optional pattern.yaml keys.
 _OPTIONAL_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     # What the portal must allocate for an environment besides its network, e.g.
@@ -111,17 +108,6 @@ class PatternCatalogError(Exception):
         super().__init__("broken patterns:\n" + "\n".join(f"  {error}" for error in self.errors))
 
 
-class ParameterError(Exception):
-    """A request's parameters do not fit the pattern's schema.
-
-    `.errors` maps a parameter name to a human message; the "" key holds object-level errors.
-    """
-
-    def __init__(self, errors: Mapping[str, str]):
-        self.errors = dict(errors)
-        super().__init__("; ".join(f"{name or '(parameters)'}: {message}" for name, message in self.errors.items()))
-
-
 # --------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------
@@ -138,6 +124,11 @@ class EndpointSpec:
     output: str
     kind: str
     url_output: str | None = None
+    # A Jinja template of the FQDN the output will hold, rendered with the request (`params`,
+    # `environment.name`, `environment.product`, `account.dns_zone`), so a taken FQDN is
+    # refused at request time instead of after an apply. It must agree with the Terraform code
+    # (the end-to-end tests compare it with the output); absent: known only after apply.
+    fqdn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -300,7 +291,7 @@ def _check_metadata(checker: _Checker, data: Any) -> None:
                 continue
             for key in item:
                 if key not in _ENDPOINT_KEYS:
-                    checker.add(PATTERN_FILE, f"{where}.{key}", "unknown key (allowed: output, kind, url_output)")
+                    checker.add(PATTERN_FILE, f"{where}.{key}", "unknown key (allowed: output, kind, url_output, fqdn)")
             for key in ("output", "kind"):
                 if not isinstance(item.get(key), str) or not item.get(key):
                     checker.add(PATTERN_FILE, f"{where}.{key}", "is required and must be a string")
@@ -309,6 +300,14 @@ def _check_metadata(checker: _Checker, data: Any) -> None:
             url_output = item.get("url_output")
             if url_output is not None and not (isinstance(url_output, str) and url_output):
                 checker.add(PATTERN_FILE, f"{where}.url_output", "must be an output name or absent")
+            fqdn = item.get("fqdn")
+            if fqdn is not None:
+                try:
+                    jinja2.Environment(undefined=jinja2.StrictUndefined).parse(fqdn if isinstance(fqdn, str) else "")
+                except jinja2.TemplateSyntaxError as exc:
+                    checker.add(PATTERN_FILE, f"{where}.fqdn", f"not a valid template: {exc.message}")
+                if not (isinstance(fqdn, str) and fqdn):
+                    checker.add(PATTERN_FILE, f"{where}.fqdn", "must be a template string or absent")
             for key in ("output", "url_output"):
                 name = item.get(key)
                 if isinstance(name, str) and name and not IDENTIFIER_RE.match(name):
@@ -456,7 +455,7 @@ def _check_pattern(folder: Path) -> tuple[Pattern | None, list[PatternError]]:
     assert isinstance(data, dict)  # stage 1 guarantees it
     _check_schema(checker, data["parameters"])
     endpoints = tuple(
-        EndpointSpec(output=item["output"], kind=item["kind"], url_output=item.get("url_output"))
+        EndpointSpec(output=item["output"], kind=item["kind"], url_output=item.get("url_output"), fqdn=item.get("fqdn"))
         for item in data["endpoints"]
     )
     for index, endpoint in enumerate(endpoints):
@@ -564,232 +563,3 @@ def load_catalog(root: Path) -> dict[str, Pattern]:
     if errors:
         raise PatternCatalogError(errors)
     return catalog
-
-
-# --------------------------------------------------------------------------------------------
-# Request parameters
-# --------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=256)
-def _ecma_regex(pattern: str) -> re.Pattern:
-    r"""Compile a JSON Schema `pattern` so it means what JSON Schema (ECMA-262) says.
-
-    jsonschema uses Python's `re.search` as is, and two differences matter for validation:
-    Python's `$` also matches *before a trailing newline*, so "app\n" passed
-    `^[a-z][a-z0-9-]{0,30}$`; and Python's `\d`/`\w` match any Unicode digit or letter,
-    so "١٢" passed `^\d+$`. Outside character classes `$` becomes `\Z`, and the pattern is
-    compiled with re.ASCII.
-    """
-    out: list[str] = []
-    index, in_class = 0, False
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "\\" and index + 1 < len(pattern):
-            out.append(pattern[index : index + 2])
-            index += 2
-            continue
-        if in_class:
-            if char == "]":
-                in_class = False
-        elif char == "[":
-            in_class = True
-            # Python reads a `]` right after `[` or `[^` as a literal, not as the end.
-            lead = 2 if pattern[index + 1 : index + 2] == "^" else 1
-            if pattern[index + lead : index + lead + 1] == "]":
-                out.append(pattern[index : index + lead + 1])
-                index += lead + 1
-                continue
-        elif char == "$":
-            char = r"\Z"
-        out.append(char)
-        index += 1
-    return re.compile("".join(out), re.ASCII)
-
-
-def _pattern_keyword(validator, pattern, instance, schema):
-    """The `pattern` keyword with ECMA-262 anchors and classes (see `_ecma_regex`)."""
-    if not validator.is_type(instance, "string"):
-        return
-    try:
-        matched = _ecma_regex(pattern).search(instance)
-    except re.error as exc:
-        yield jsonschema.ValidationError(f"the schema's pattern {pattern!r} is not a valid regular expression: {exc}")
-        return
-    if not matched:
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-# The validator for pattern parameters: Draft 2020-12 with the corrected `pattern` keyword.
-ParameterValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern_keyword})
-
-
-def _validator(schema: dict) -> jsonschema.protocols.Validator:
-    return ParameterValidator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-
-_TYPE_NAMES = {
-    "integer": "an integer",
-    "number": "a number",
-    "string": "a string",
-    "boolean": "true or false",
-    "object": "an object",
-    "array": "a list",
-    "null": "empty",
-}
-
-
-def _show(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _human_message(error: jsonschema.ValidationError, nested: list) -> str:
-    """A short message a requester understands, for one jsonschema error."""
-    kind, expected = error.validator, error.validator_value
-    if kind == "type":
-        types = expected if isinstance(expected, list) else [expected]
-        message = "must be " + " or ".join(_TYPE_NAMES.get(t, t) for t in types)
-    elif kind == "maximum":
-        message = f"must be at most {expected}"
-    elif kind == "minimum":
-        message = f"must be at least {expected}"
-    elif kind == "exclusiveMaximum":
-        message = f"must be less than {expected}"
-    elif kind == "exclusiveMinimum":
-        message = f"must be greater than {expected}"
-    elif kind == "maxLength":
-        message = f"must be at most {expected} characters long"
-    elif kind == "minLength":
-        message = "must not be empty" if expected == 1 else f"must be at least {expected} characters long"
-    elif kind == "enum":
-        message = "must be one of: " + ", ".join(_show(choice) for choice in expected)
-    elif kind == "const":
-        message = f"must be {_show(expected)}"
-    elif kind == "pattern":
-        message = f"must match the pattern {expected}"
-    elif kind == "format":
-        message = f"must be a valid {expected}"
-    elif kind == "maxItems":
-        message = f"must have at most {expected} items"
-    elif kind == "minItems":
-        message = f"must have at least {expected} items"
-    elif kind == "maxProperties":
-        message = f"must have at most {expected} entries"
-    elif kind == "minProperties":
-        message = f"must have at least {expected} entries"
-    elif kind == "required":
-        message = error.message.replace("is a required property", "is required")
-    elif kind == "additionalProperties" and expected is False:
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})), key=str)
-        message = "unknown key" + ("s " if len(extra) > 1 else " ") + ", ".join(_show(key) for key in extra)
-    else:
-        message = error.message
-    if "propertyNames" in error.schema_path:
-        # The key itself is wrong (not its value): say which key.
-        message = f"key {_show(error.instance)}: {message}"
-    if nested:
-        # e.g. tags -> '"owner": must be at most 256 characters long'
-        message = ".".join(_show(part) if isinstance(part, str) else f"[{part}]" for part in nested) + ": " + message
-    return message
-
-
-def _normalise(value: Any, problems: list[str]) -> Any:
-    """Return `value` with every string (and object key) in Unicode NFC; note problems.
-
-    Terraform stores every string NFC-normalised (cty does it), so a request holding
-    "e" + U+0301 would come back from `terraform output` as "é". Normalising first keeps what
-    the portal stores equal to what Terraform returns. NUL is refused because PostgreSQL
-    cannot store U+0000 in text or jsonb (the request and its outputs are stored there), and
-    lone surrogates are not text at all. Code points unassigned in this Python's Unicode
-    database are refused: NFC depends on the Unicode version, and Terraform's is newer, so only
-    for characters both know is "what is stored is what Terraform returns" a promise.
-    """
-    if isinstance(value, str):
-        if "\x00" in value:
-            problems.append("must not contain NUL characters (U+0000)")
-            return value
-        if any(0xD800 <= ord(char) <= 0xDFFF for char in value):
-            problems.append("must be valid Unicode text (it contains a lone surrogate)")
-            return value
-        unknown = sorted({char for char in value if unicodedata.category(char) == "Cn"})
-        if unknown:
-            # Terraform normalises with newer Unicode tables than this Python's: a character
-            # unknown here (e.g. U+10EFD, Unicode 15) may be reordered there, and what the
-            # portal stored would no longer be what Terraform returns (issue 12).
-            shown = ", ".join(f"U+{ord(char):04X}" for char in unknown[:5])
-            problems.append(
-                f"contains {shown}: character(s) unassigned in the portal's Unicode tables "
-                f"(Unicode {unicodedata.unidata_version}), which Terraform could normalise differently"
-            )
-            return value
-        return unicodedata.normalize("NFC", value)
-    if isinstance(value, Mapping):
-        result = {}
-        for key, item in value.items():
-            new_key = _normalise(key, problems) if isinstance(key, str) else key
-            if new_key in result:
-                problems.append(f"has two keys that are the same text after Unicode normalisation: {_show(new_key)}")
-            result[new_key] = _normalise(item, problems)
-        return result
-    if isinstance(value, (list, tuple)):
-        return [_normalise(item, problems) for item in value]
-    return value
-
-
-def validate_parameters(pattern: Pattern, values: Mapping) -> dict:
-    """Check a request's parameters against the pattern; return the complete, normalised dict.
-
-    Missing parameters get their schema defaults (top level), strings are NFC-normalised,
-    integral floats of integer parameters become ints, and everything is validated with the
-    pattern's JSON Schema. Every value must also be writable as an HCL literal. Problems raise
-    ParameterError with one human message per field (unknown names get "unknown parameter").
-    """
-    if not isinstance(values, Mapping):
-        raise ParameterError({"": "parameters must be an object of name -> value"})
-    if any(not isinstance(key, str) for key in values):
-        raise ParameterError({"": "parameter names must be strings"})
-    schema = pattern.parameters
-    properties = schema.get("properties", {})
-    errors: dict[str, str] = {}
-
-    def add(name: str, message: str) -> None:
-        # Several problems with one field are joined, in the order found.
-        errors[name] = f"{errors[name]}; {message}" if name in errors and message not in errors[name] else message
-
-    result: dict[str, Any] = {}
-    for name, value in values.items():
-        problems: list[str] = []
-        result[name] = _normalise(value, problems)
-        for problem in problems:
-            add(name, problem)
-    for name, default in pattern.defaults().items():
-        result.setdefault(name, default)
-
-    for error in _validator(schema).iter_errors(result):
-        path = list(error.path)
-        if path:
-            add(str(path[0]), _human_message(error, nested=path[1:]))
-        elif error.validator == "additionalProperties":
-            for name in sorted(set(result) - set(properties)):
-                add(name, "unknown parameter")
-        elif error.validator == "required":
-            for name in error.validator_value:
-                if name not in result:
-                    add(name, "is required")
-        else:
-            add("", _human_message(error, nested=[]))
-
-    for name, value in result.items():
-        if name in errors:
-            continue
-        prop = properties.get(name, {})
-        if prop.get("type") == "integer" and isinstance(value, float) and value.is_integer():
-            # JSON Schema counts 5.0 as an integer; Terraform should see 5, and so should the CMDB.
-            result[name] = value = int(value)
-        try:
-            hcl_literal(value)
-        except (TypeError, ValueError) as exc:
-            add(name, f"cannot be used as a value: {exc}")
-
-    if errors:
-        raise ParameterError(errors)
-    return result

@@ -345,3 +345,15 @@ def parse_workspace(files: Mapping[str, str]) -> None:
                 json.loads(content)
             except json.JSONDecodeError as exc:
                 raise RenderError(name, f"is not valid JSON: {exc.msg}", exc.lineno) from exc
+
+
+def predict_fqdns(pattern: Pattern, context: Mapping[str, Any]) -> list[str]:
+    """The FQDNs the pattern's endpoints will have for this request, from their `fqdn`
+    templates (pattern.yaml); endpoints without one are left out (known only after apply).
+    `context` holds `params`, `environment` and `account` as `render_workspace` sees them."""
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    fqdns = []
+    for endpoint in pattern.endpoints:
+        if endpoint.fqdn:
+            fqdns.append(environment.from_string(endpoint.fqdn).render(**context).strip().lower().rstrip("."))
+    return fqdns

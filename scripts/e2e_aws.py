@@ -74,6 +74,7 @@ def main() -> int:
     from django.contrib.auth.models import User
 
     from portal.models import Department, Environment, Product, SandboxAccount
+    from portal.models.runs import UNFINISHED
     from portal.selectors import run_events_after
     from portal.services import environments
 
@@ -104,7 +105,7 @@ def main() -> int:
                 for event in run_events_after(r.pk, seen.get(r.pk, 0)):
                     seen[r.pk] = event.seq
                     print(f"[run {r.pk}] {event.message}", flush=True)
-            if not environment.runs.filter(status__in=["queued", "running"]).exists() and environment.status != "provisioning":
+            if not environment.runs.filter(status__in=UNFINISHED).exists() and environment.status != "provisioning":
                 return environment.status == wanted, environment
             time.sleep(2)
         return False, Environment.objects.get(pk=run.environment_id)

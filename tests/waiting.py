@@ -4,6 +4,7 @@ change the database: wait for a condition, never for a fixed time."""
 import time
 
 from portal.models import Environment, Run
+from portal.models.runs import UNFINISHED
 
 
 def wait_until(predicate, what="condition", timeout=120, interval=0.1):
@@ -22,7 +23,7 @@ def wait_for_environment(env_id, statuses, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         env = Environment.objects.get(pk=env_id)
-        busy = env.runs.filter(status__in=["queued", "running"]).exists()
+        busy = env.runs.filter(status__in=UNFINISHED).exists()
         if env.status in statuses and not busy:
             return env
         time.sleep(0.2)

@@ -40,7 +40,7 @@ from portal.models import (
     SandboxAccount,
 )
 from provisioning.patterns import SLUG_RE as PATTERN_SLUG_RE
-from portal.services.environments import NAME_RE, NAME_RULE as ENVIRONMENT_NAME_RULE
+from portal.services.preflight import NAME_RULE as ENVIRONMENT_NAME_RULE
 from portal.services.tokens import NAME_MAX_LENGTH as TOKEN_NAME_MAX_LENGTH
 from portal.services.tokens import is_usable
 
@@ -537,7 +537,7 @@ class LatestRunDetailSerializer(LatestRunSerializer):
 class LatestRunField(serializers.Field):
     """The newest run of an environment, or null, shaped by `child`.
 
-    Reads the prefetched `latest_runs` (see `views.environment_queryset`) and builds the child
+    Reads the prefetched `latest_runs` (see `selectors.environments`) and builds the child
     serializer once, not once per row (building a ModelSerializer's fields costs more than
     rendering them).
     """
@@ -553,7 +553,7 @@ class LatestRunField(serializers.Field):
 
     def to_representation(self, environment):
         runs = getattr(environment, "latest_runs", None)
-        if runs is None:  # not from environment_queryset(): one query
+        if runs is None:  # not from selectors.environments(): one query
             runs = list(environment.runs.order_by("-queued_at", "-id")[:1])
         return self.child.to_representation(runs[0]) if runs else None
 
@@ -623,10 +623,10 @@ class EnvironmentCreateSerializer(serializers.Serializer):
         validators=[RegexValidator(PATTERN_SLUG_RE, "A design pattern slug: lowercase letters, digits and hyphens.")],
     )
     name = StrictCharField(
-        required=False, allow_blank=True,
-        # The service checks it (NAME_RE); the validator is here so the schema states it too.
-        validators=[RegexValidator(NAME_RE, ENVIRONMENT_NAME_RULE)],
-        help_text="Environment name; omitted or blank = the next free `sandbox-N`.",
+        required=False, allow_blank=True, max_length=200,
+        # Checked by the pre-flight check with the parameters, so every problem is answered at
+        # once; the schema states the rule as a pattern (see PortalAutoSchema).
+        help_text=f"Environment name; omitted or blank = the next free `sandbox-N`. {ENVIRONMENT_NAME_RULE}",
     )
     parameters = serializers.DictField(
         required=False, validators=[encodable_json], help_text="Values for the pattern's parameters (its JSON Schema); defaults fill the rest."
@@ -638,6 +638,30 @@ class EnvironmentCreateSerializer(serializers.Serializer):
         allow_null=True,
         help_text="AWS account id of the sandbox account; omitted = the department's first active one.",
     )
+
+
+class PreflightProblemsField(serializers.Field):
+    def to_representation(self, check):
+        from portal.api.errors import api_field_name
+
+        problems: dict[str, list[str]] = {}
+        for problem in check.problems:
+            problems.setdefault(api_field_name(problem.key), []).append(problem.message)
+        return problems
+
+
+class PreflightSerializer(serializers.Serializer):
+    """The dry run's answer: every problem of the request at once, and what it would meet."""
+
+    ok = serializers.BooleanField()
+    problems = PreflightProblemsField(
+        source="*", help_text="Body path -> messages, like an error's `fields`; empty when `ok`."
+    )
+    name = serializers.CharField(help_text="The name it would get (a suggestion when none was given).")
+    account = AccountRefSerializer(allow_null=True)
+    fqdns = serializers.ListField(child=serializers.CharField(), help_text="FQDNs the pattern says it would get.")
+    queue = serializers.DictField(source="load", allow_null=True, help_text="running, queued and slots of the account.")
+    free_networks = serializers.IntegerField(allow_null=True, help_text="Free CIDR blocks; null when the account has no pools.")
 
 
 class EnvironmentRequestResultSerializer(serializers.Serializer):

@@ -2,8 +2,8 @@
 and shape the answer. No rule lives here (STYLE: "UI view, API view, admin action and
 management command call the same service").
 
-Querysets are built once per resource (`*_queryset()`) with every relation a serializer
-touches joined or prefetched, so a list costs the same handful of queries at any page size.
+The environment, run and endpoint querysets come from `portal.selectors` (the browser UI's
+lists read the same ones), with every relation a serializer touches joined or prefetched.
 Detail routes do not apply the list filters: a deleted environment or a released endpoint
 stays reachable by id (the CMDB keeps them for audit).
 """
@@ -24,10 +24,12 @@ from portal.api.pagination import IdsFirstPagination
 from portal.api.permissions import ReadForAllStaffWrites
 from portal.api.schema import PortalAutoSchema
 from portal.filters import EndpointFilterSet, EnvironmentFilterSet, RunFilterSet
-from portal.models import Department, Endpoint, Environment, Product, Run, SandboxAccount
-from portal.selectors import run_events_after
+from portal.models import Department, Product, Run, SandboxAccount
+from portal import selectors
 from portal.services import environments, tokens
 from portal.services.catalog import get_catalog
+from portal.services.permissions import require_product
+from portal.services.preflight import check_request
 
 User = get_user_model()
 
@@ -66,66 +68,6 @@ class ListFiltersOnlyMixin:
 
 
 # --- Querysets ------------------------------------------------------------------------------
-
-
-# The columns the environment list reads (EnvironmentSerializer): decoding and building
-# whole rows of five joined tables was most of a list request's time. A serializer field
-# missing here costs one query per row: tests/api compare query counts at two page sizes.
-ENVIRONMENT_LIST_COLUMNS = (
-    "id", "name", "pattern_slug", "pattern_version", "status", "status_reason", "cidr",
-    "created_at", "updated_at", "deleted_at", "product_id", "account_id", "requested_by_id",
-    "product__id", "product__slug", "product__name", "product__department_id",
-    "product__department__id", "product__department__slug", "product__department__name",
-    "account__id", "account__name", "account__account_id", "account__kind", "account__region",
-    "requested_by__id", "requested_by__username",
-)  # fmt: skip
-# The run summary of a list row (LatestRunSerializer) plus what queue_position needs.
-LATEST_RUN_COLUMNS = (
-    "id", "environment_id", "account_id", "kind", "status", "stage", "queued_at", "started_at",
-    "finished_at", "explanation", "resources_planned", "resources_done",
-)  # fmt: skip
-
-
-def environment_queryset(columns: tuple[str, ...] | None = None):
-    """Environments with everything `EnvironmentSerializer` reads: 1 query + 2 prefetches.
-    `columns` restricts the environment query to what a list shows (ENVIRONMENT_LIST_COLUMNS)."""
-    queryset = (
-        Environment.objects.select_related("product__department", "account", "requested_by")
-        .prefetch_related(
-            Prefetch(
-                "endpoints",
-                queryset=Endpoint.objects.filter(released_at__isnull=True)
-                .only("id", "environment_id", "fqdn", "url", "kind")
-                .order_by("fqdn"),
-                to_attr="live_endpoints",
-            ),
-            # A sliced prefetch: Django fetches only the newest run of each environment.
-            Prefetch(
-                "runs",
-                queryset=Run.objects.only(*LATEST_RUN_COLUMNS).order_by("-queued_at", "-id")[:1],
-                to_attr="latest_runs",
-            ),
-        )
-        # Newest first. Ids grow with created_at (auto_now_add), and `-id` walks the primary
-        # key index backwards instead of sorting every environment to keep one page.
-        .order_by("-id")
-    )
-    return queryset.only(*columns) if columns else queryset
-
-
-def run_queryset(detail: bool = False):
-    """Runs with what `RunSerializer` (or, for `detail`, `RunDetailSerializer`) reads; a
-    list leaves out the columns only the detail shows (what ran, the plan, the traceback)."""
-    queryset = Run.objects.select_related("environment__product__department", "account", "requested_by")
-    if detail:
-        return queryset.select_related("cancel_requested_by", "github_mirror", "rollback_run").order_by("-queued_at", "-id")
-    return queryset.defer("commands", "plan_summary", "traceback", "state_token_hash").order_by("-queued_at", "-id")
-
-
-def endpoint_queryset():
-    return Endpoint.objects.select_related(
-        "environment__product__department", "environment__account", "environment__requested_by"
-    ).order_by("fqdn", "id")
 
 
 def normalise_fqdn(value: str) -> str:
@@ -206,8 +148,8 @@ class EnvironmentViewSet(ApiViewMixin, ListFiltersOnlyMixin, mixins.ListModelMix
 
     def get_queryset(self):
         if self.action == "list":
-            return environment_queryset(ENVIRONMENT_LIST_COLUMNS)
-        return environment_queryset()
+            return selectors.environments_for_list()
+        return selectors.environments()
 
     def get_serializer_class(self):
         return s.EnvironmentSerializer if self.action == "list" else s.EnvironmentDetailSerializer
@@ -215,8 +157,8 @@ class EnvironmentViewSet(ApiViewMixin, ListFiltersOnlyMixin, mixins.ListModelMix
     def accepted(self, run: Run) -> Response:
         """202 with the environment and the queued run, read back through the API querysets."""
         result = {
-            "environment": environment_queryset().get(pk=run.environment_id),
-            "run": run_queryset(detail=True).get(pk=run.pk),
+            "environment": selectors.environments().get(pk=run.environment_id),
+            "run": selectors.runs(detail=True).get(pk=run.pk),
         }
         return Response(s.EnvironmentRequestResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
 
@@ -230,9 +172,7 @@ class EnvironmentViewSet(ApiViewMixin, ListFiltersOnlyMixin, mixins.ListModelMix
     )
     @idempotent
     def create(self, request):
-        body = s.EnvironmentCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        values = body.validated_data
+        values = self._request_body(request)
         run = environments.request_create(
             user=request.user,
             product=values["product"],
@@ -242,6 +182,33 @@ class EnvironmentViewSet(ApiViewMixin, ListFiltersOnlyMixin, mixins.ListModelMix
             account=values.get("account"),
         )
         return self.accepted(run)
+
+    @extend_schema(
+        summary="Check a request without creating anything (dry run)",
+        description="Runs the pre-flight check `POST /api/v1/environments/` runs, and answers "
+        "200 with every problem at once (`ok` false and `problems` keyed like error `fields`) "
+        "or `ok` true; plus the name, the account it would use, its queue, free networks and "
+        "the FQDNs it would get. Nothing is written.",
+        request=s.EnvironmentCreateSerializer,
+        responses={200: s.PreflightSerializer},
+    )
+    @action(detail=False, methods=["post"])
+    def preflight(self, request):
+        values = self._request_body(request)
+        require_product(request.user, values["product"], "create")
+        check = check_request(
+            product=values["product"],
+            pattern_slug=values["pattern"],
+            name=values.get("name"),
+            parameters=values.get("parameters"),
+            account=values.get("account"),
+        )
+        return Response(s.PreflightSerializer(check).data)
+
+    def _request_body(self, request) -> dict:
+        body = s.EnvironmentCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return body.validated_data
 
     @extend_schema(
         summary="Delete an environment",
@@ -284,7 +251,7 @@ class RunViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyModelViewS
     filterset_class = RunFilterSet
 
     def get_queryset(self):
-        return run_queryset(detail=self.action != "list")
+        return selectors.runs(detail=self.action != "list")
 
     def get_serializer_class(self):
         return s.RunSerializer if self.action == "list" else s.RunDetailSerializer
@@ -302,7 +269,7 @@ class RunViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyModelViewS
         query = EventsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
-        events = run_events_after(run.pk, after=after, limit=limit + 1)
+        events = selectors.run_events_after(run.pk, after=after, limit=limit + 1)
         has_more = len(events) > limit
         events = events[:limit]
         page = {
@@ -331,7 +298,7 @@ class RunViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyModelViewS
         body = {
             "result": result,
             "message": CANCEL_MESSAGES.get(result, result),
-            "run": run_queryset(detail=True).get(pk=run.pk),
+            "run": selectors.runs(detail=True).get(pk=run.pk),
         }
         http_status = status.HTTP_202_ACCEPTED if result == "requested" else status.HTTP_200_OK
         return Response(s.CancelResultSerializer(body).data, status=http_status)
@@ -348,7 +315,7 @@ class EndpointViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyModel
     filterset_class = EndpointFilterSet
 
     def get_queryset(self):
-        return endpoint_queryset()
+        return selectors.endpoints()
 
     @extend_schema(
         summary="Who owns an FQDN",
@@ -362,9 +329,9 @@ class EndpointViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyModel
         if "\x00" in fqdn:
             raise ValidationError({"fqdn": ["Null characters are not allowed."]})
         fqdn = normalise_fqdn(fqdn)
-        endpoint = endpoint_queryset().filter(fqdn=fqdn, released_at__isnull=True).first()
+        endpoint = selectors.endpoints().filter(fqdn=fqdn, released_at__isnull=True).first()
         if endpoint is None:
-            previous = endpoint_queryset().filter(fqdn=fqdn).order_by("-released_at", "-id").first()
+            previous = selectors.endpoints().filter(fqdn=fqdn).order_by("-released_at", "-id").first()
             message = f"No live environment owns {fqdn}."
             if previous is not None:
                 message += (

@@ -191,6 +191,19 @@ class EnvironmentStatus(models.TextChoices):
     DELETED = "deleted", "Deleted"                      # destroyed; row kept for audit
 
 
+# Environment statuses in named groups (code names these, never a literal set):
+# BUSY: a run of the environment is queued or running.
+ENVIRONMENT_BUSY = frozenset({EnvironmentStatus.PROVISIONING, EnvironmentStatus.DELETING})
+# NEEDS_ATTENTION: something may exist that nobody wants; the stored state says what.
+ENVIRONMENT_NEEDS_ATTENTION = frozenset(
+    {EnvironmentStatus.INCOMPLETE, EnvironmentStatus.ROLLBACK_FAILED, EnvironmentStatus.DELETE_FAILED}
+)
+# DELETABLE: a destroy may be queued (the stored code and state say what to destroy).
+ENVIRONMENT_DELETABLE = ENVIRONMENT_NEEDS_ATTENTION | {EnvironmentStatus.READY, EnvironmentStatus.FAILED}
+# SETTLED: no run is expected to change it by itself.
+ENVIRONMENT_SETTLED = frozenset(EnvironmentStatus) - ENVIRONMENT_BUSY
+
+
 class Environment(models.Model):
     """A sandbox environment: product + pattern version + account + name.
 
@@ -302,6 +315,7 @@ class ListenerPriority(models.Model):
     released_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "listener priorities"
         ordering = ["account", "priority"]
         constraints = [
             models.UniqueConstraint(

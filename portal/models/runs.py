@@ -15,10 +15,8 @@ class RunKind(models.TextChoices):
 
 
 class RunStatus(models.TextChoices):
-    """A run's status, in named groups.
+    """A run's status. Code names the groups below, never a literal set of statuses.
 
-    WAITING: queued for a slot of its sandbox account.
-    ACTIVE: holds an account slot (dispatched to a worker, or the worker is running it).
     TERMINAL: finished; `failed` is an expected failure (Terraform said no), `errored` a bug
     or infrastructure fault (see `traceback`), `interrupted` the worker died mid-run.
     """
@@ -32,10 +30,16 @@ class RunStatus(models.TextChoices):
     INTERRUPTED = "interrupted", "Interrupted"
 
 
+# WAITING: queued for a slot of its sandbox account (nothing of it has run).
 WAITING = frozenset({RunStatus.QUEUED})
+# ACTIVE: holds an account slot (dispatched to a worker, or the worker is running it).
 ACTIVE = frozenset({RunStatus.RUNNING})
+# UNFINISHED: at most one per environment (the database enforces it); blocks other runs.
 UNFINISHED = WAITING | ACTIVE
-TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ERRORED, RunStatus.CANCELLED, RunStatus.INTERRUPTED})
+TERMINAL = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.ERRORED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}
+)
+# CANCELLABLE: a waiting run is dropped, an active one asked to stop.
 CANCELLABLE = UNFINISHED
 
 
@@ -50,6 +54,8 @@ class RunStage(models.TextChoices):
     APPLY = "apply", "Apply"
     OUTPUTS = "outputs", "Outputs"
     DESTROY = "destroy", "Destroy"
+    # Only on runs finished before the stage reached was kept (older rows); a finished run
+    # now keeps the stage it reached, so its page shows where it stopped.
     DONE = "done", "Done"
 
 
@@ -100,7 +106,7 @@ class Run(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["environment"],
-                condition=Q(status__in=["queued", "running"]),
+                condition=Q(status__in=sorted(UNFINISHED)),
                 name="one_unfinished_run_per_environment",
             ),
             models.CheckConstraint(
@@ -116,6 +122,14 @@ class Run(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def is_unfinished(self) -> bool:
+        return self.status in UNFINISHED
+
+    @property
+    def is_cancellable(self) -> bool:
+        return self.status in CANCELLABLE
 
     @property
     def progress_percent(self) -> int | None:
@@ -155,6 +169,9 @@ class ReaperPass(models.Model):
 
     name = models.CharField(max_length=40, unique=True)
     at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "reaper passes"
 
     def __str__(self):
         return f"{self.name} at {self.at:%H:%M:%S}"

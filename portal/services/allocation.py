@@ -30,12 +30,28 @@ def allocate_cidr(environment: Environment) -> str:
             if (pool.pk, str(block)) not in held:
                 CidrAllocation.objects.create(pool=pool, environment=environment, cidr=str(block))
                 return str(block)
+    raise Conflict(no_free_network(environment.account, pools), field="account")
+
+
+def no_free_network(account, pools=None) -> str:
+    """The refusal when every block of the account's pools is allocated (shown by the
+    pre-flight check before a request, and raised by `allocate_cidr` if one raced past it)."""
+    pools = pools if pools is not None else list(CidrPool.objects.filter(account_id=account.pk).order_by("cidr"))
     sizes = ", ".join(f"{p.cidr} (/{p.prefix_length} blocks)" for p in pools)
-    raise Conflict(
-        f"No free network left in the pools of account {environment.account.name}: {sizes} are all allocated. "
-        "Delete an environment or ask an admin to add a pool.",
-        field="account",
+    return (
+        f"No free network left in the pools of account {account.name}: {sizes} are all allocated. "
+        "Delete an environment or ask an admin to add a pool."
     )
+
+
+def no_shared_listener(account) -> str | None:
+    """Why the account cannot give a listener-rule priority, or None when it can."""
+    if not (account.shared_infrastructure or {}).get("alb_listener_arn"):
+        return (
+            f"{account.name} has no shared load-balancer listener (shared_infrastructure.alb_listener_arn); "
+            "ask an admin to record the account's shared infrastructure."
+        )
+    return None
 
 
 # Low priorities are left for the platform team's own rules on the shared listener.
@@ -49,13 +65,10 @@ def allocate_listener_priority(environment: Environment) -> int:
     Caller holds the account row lock; the partial unique constraint backs it up.
     """
     account = environment.account
-    listener = (account.shared_infrastructure or {}).get("alb_listener_arn")
-    if not listener:
-        raise Conflict(
-            f"{account.name} has no shared load-balancer listener (shared_infrastructure.alb_listener_arn); "
-            "ask an admin to record the account's shared infrastructure.",
-            field="account",
-        )
+    problem = no_shared_listener(account)
+    if problem:
+        raise Conflict(problem, field="account")
+    listener = account.shared_infrastructure["alb_listener_arn"]
     held = set(
         ListenerPriority.objects.filter(account=account, listener_arn=listener, released_at__isnull=True).values_list(
             "priority", flat=True

@@ -5,72 +5,23 @@ about who may request what, and what happens in which order, lives here. Work is
 only after the rows are committed (STYLE rule 2).
 """
 
-import re
-
 from django.db import IntegrityError, transaction
 
-from portal.models import (
-    Environment,
-    EnvironmentStatus,
-    Product,
-    Run,
-    RunKind,
-    SandboxAccount,
-)
+from portal import selectors
+from portal.models import Environment, EnvironmentStatus, Product, Run, RunKind, SandboxAccount
+from portal.models.cmdb import ENVIRONMENT_DELETABLE
 from portal.services import aws_accounts
 from portal.services import runs as transitions
 from portal.services.allocation import allocate_cidr, allocate_listener_priority
-from portal.services.catalog import get_pattern
-from portal.services.dispatch import dispatch_account
 from portal.services.errors import Conflict, InvalidRequest
 from portal.services.permissions import require_product
-from provisioning.patterns import ParameterError, validate_parameters
+from portal.services.preflight import check_request, name_taken
 from provisioning.render import RenderError, render_workspace
-
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
-NAME_RULE = "Use 1-40 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen."
 
 # Terraform's state lives in the portal; every connection detail and credential arrives via
 # TF_HTTP_* environment variables at run time, so the committed code holds no URL or secret.
 BACKEND_TF = 'terraform {\n  backend "http" {}\n}\n'
 PORTAL_FILES = {"portal_backend.tf": BACKEND_TF}
-
-DELETABLE = {
-    EnvironmentStatus.READY,
-    EnvironmentStatus.FAILED,
-    EnvironmentStatus.ROLLBACK_FAILED,
-    EnvironmentStatus.INCOMPLETE,
-    EnvironmentStatus.DELETE_FAILED,
-}
-
-
-def suggest_name(product: Product) -> str:
-    """A free name like `sandbox-3` for the product's next environment."""
-    taken = set(
-        Environment.objects.filter(product=product).exclude(status=EnvironmentStatus.DELETED).values_list("name", flat=True)
-    )
-    number = 1
-    while f"sandbox-{number}" in taken:
-        number += 1
-    return f"sandbox-{number}"
-
-
-def choose_account(product: Product, account: SandboxAccount | None) -> SandboxAccount:
-    """The requested account, or the department's first active one."""
-    if account is not None:
-        if account.department_id != product.department_id:
-            raise InvalidRequest(
-                f"{account.name} belongs to another department than {product.name}.", field="account"
-            )
-        if not account.is_active:
-            raise InvalidRequest(f"{account.name} takes no new environments (inactive).", field="account")
-        return account
-    account = SandboxAccount.objects.filter(department_id=product.department_id, is_active=True).order_by("name").first()
-    if account is None:
-        raise InvalidRequest(
-            f"{product.department.name} has no active sandbox account; ask an admin to add one.", field="account"
-        )
-    return account
 
 
 def render_context(environment: Environment, requester, *, listener_priority: int | None = None) -> dict:
@@ -104,30 +55,24 @@ def request_create(
     parameters: dict | None = None,
     account: SandboxAccount | None = None,
 ) -> Run:
-    """Validate, allocate, render and queue a create run; returns the queued run.
+    """Check, allocate, render and queue a create run; returns the queued run.
 
-    Every check that can fail is done before anything is written, and all writes are one
-    transaction: a refused request leaves no trace, an accepted one is complete.
+    Every problem of the request is found by the pre-flight check before anything is
+    written (and refused all at once), and all writes are one transaction: a refused request
+    leaves no trace, an accepted one is complete. The name check is repeated under the
+    account lock, and the database's constraint decides a race.
     """
     require_product(user, product, "create")
-    pattern = get_pattern(pattern_slug)
-    name = (name or "").strip() or suggest_name(product)
-    if not NAME_RE.match(name):
-        raise InvalidRequest(NAME_RULE, field="name")
-    try:
-        params = validate_parameters(pattern, parameters or {})
-    except ParameterError as exc:
-        raise InvalidRequest("Some parameters are not valid.", errors={f"param:{k}" if k else "parameters": v for k, v in exc.errors.items()}) from None
-    account = choose_account(product, account)
-    if pattern.cloud == "aws" and account.kind != SandboxAccount.Kind.AWS:
-        raise InvalidRequest(f"{pattern.name} needs an AWS account; {account.name} is {account.kind}.", field="account")
+    check = check_request(product=product, pattern_slug=pattern_slug, name=name, parameters=parameters, account=account)
+    check.raise_if_refused()
+    pattern, account, name, params = check.pattern, check.account, check.name, check.parameters
 
     try:
         with transaction.atomic():
             # Serialises allocations of this account (CIDRs) with other requests.
             SandboxAccount.objects.select_for_update().get(pk=account.pk)
-            if Environment.objects.filter(product=product, name=name).exclude(status=EnvironmentStatus.DELETED).exists():
-                raise Conflict(f"{product.slug}/{name} already exists; choose another name.", field="name")
+            if selectors.environment_name_taken(product, name):
+                raise Conflict(name_taken(product, name), field="name")
             environment = Environment.objects.create(
                 product=product,
                 account=account,
@@ -135,7 +80,6 @@ def request_create(
                 pattern_slug=pattern.slug,
                 pattern_version=pattern.version,
                 parameters=params,
-                status=EnvironmentStatus.PROVISIONING,
                 requested_by=user if getattr(user, "pk", None) else None,
             )
             environment.cidr = allocate_cidr(environment)
@@ -157,10 +101,9 @@ def request_create(
                 files.update(aws_accounts.provider_file(run))
             environment.code_snapshot = files
             environment.save(update_fields=["cidr", "code_snapshot"])
-            transaction.on_commit(lambda: dispatch_account(account.pk))
     except IntegrityError:
         # Two identical requests raced past the exists() check: the constraint decided.
-        raise Conflict(f"{product.slug}/{name} already exists; choose another name.", field="name") from None
+        raise Conflict(name_taken(product, name), field="name") from None
     return run
 
 
@@ -170,14 +113,12 @@ def request_delete(*, user, environment: Environment) -> Run:
     try:
         with transaction.atomic():
             env = Environment.objects.select_for_update().get(pk=environment.pk)
-            if env.status not in DELETABLE:
+            if env.status not in ENVIRONMENT_DELETABLE:
                 raise Conflict(
                     f"{env} is {env.get_status_display().lower()}; it can be deleted once its current run ends.",
                     field="environment",
                 )
             run = transitions.queue_run(env, RunKind.DESTROY, requested_by=user if getattr(user, "pk", None) else None)
-            Environment.objects.filter(pk=env.pk).update(status=EnvironmentStatus.DELETING, status_reason="")
-            transaction.on_commit(lambda: dispatch_account(env.account_id))
     except IntegrityError:
         raise Conflict(f"{environment} already has a run in progress.", field="environment") from None
     return run
@@ -192,8 +133,6 @@ def request_retry(*, user, environment: Environment) -> Run:
             if env.status != EnvironmentStatus.INCOMPLETE:
                 raise Conflict(f"Only an incomplete environment can be retried; {env} is {env.get_status_display().lower()}.")
             run = transitions.queue_run(env, RunKind.CREATE, requested_by=user if getattr(user, "pk", None) else None)
-            Environment.objects.filter(pk=env.pk).update(status=EnvironmentStatus.PROVISIONING, status_reason="")
-            transaction.on_commit(lambda: dispatch_account(env.account_id))
     except IntegrityError:
         raise Conflict(f"{environment} already has a run in progress.") from None
     return run

@@ -39,3 +39,8 @@ def append_events(run_id: int, items: list[dict], *, worker: str | None = None) 
         RunEvent.objects.bulk_create(rows)
         Run.objects.filter(pk=run_id).update(last_event_seq=F("last_event_seq") + len(rows))
     return last + len(rows)
+
+
+def system_event(run_id: int, message: str, level: str = "info") -> int:
+    """One line from the portal itself (not Terraform) in a run's log."""
+    return append_events(run_id, [{"kind": RunEvent.Kind.SYSTEM, "level": level, "message": message}])

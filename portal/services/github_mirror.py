@@ -41,16 +41,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from portal.models import Environment, GitHubMirror, Run, RunEvent, RunKind, RunStage, RunStatus
-from portal.models.runs import TERMINAL
+from portal.models.runs import TERMINAL, UNFINISHED
+from portal.services.events import system_event
 from provisioning.github import GitHubError, GitHubMirrorClient, RateLimited
 from provisioning.redact import Redactor
 
 log = logging.getLogger(__name__)
+
+# The task that runs `sync_run` (portal/tasks.py registers it under this name); sent by name
+# so that services never import the tasks module, which imports services.
+MIRROR_RUN_TASK = "portal.mirror_run"
 
 __all__ = ["MirrorBusy", "RateLimited", "GitHubError", "is_enabled", "schedule_mirror", "sync_run"]
 
@@ -89,9 +95,7 @@ def schedule_mirror(run_id: int) -> None:
     if not is_enabled():
         return
     try:
-        from portal.tasks import mirror_run
-
-        mirror_run.delay(run_id)
+        current_app.send_task(MIRROR_RUN_TASK, args=(run_id,))
     except Exception as exc:
         message = _redactor().redact(f"Could not queue the GitHub sync: {type(exc).__name__}: {exc}")
         log.warning("run %s: %s", run_id, message)
@@ -233,7 +237,7 @@ def _progress(mirror: GitHubMirror, **changes) -> None:
     """Record what a successful GitHub call did, and end a failure streak in the same write, so
     no reader ever sees a closed issue (or any new step) next to a stale error."""
     if mirror.last_error:
-        _system_event(
+        system_event(
             mirror.run_id,
             f"GitHub mirror caught up after {mirror.attempts} failed attempt(s): "
             f"{changes.get('issue_url', mirror.issue_url)}",
@@ -248,13 +252,7 @@ def _record_failure(mirror: GitHubMirror, message: str) -> None:
     _save(mirror, attempts=mirror.attempts + 1, last_error=message[:4000])
     log.warning("GitHub mirror of run %s failed (attempt %s): %s", mirror.run_id, mirror.attempts, message)
     if first:
-        _system_event(mirror.run_id, f"GitHub mirror failed; it is retried: {message}", "warning")
-
-
-def _system_event(run_id: int, message: str, level: str = "info") -> None:
-    from portal.services.events import append_events
-
-    append_events(run_id, [{"kind": RunEvent.Kind.SYSTEM, "level": level, "message": message}])
+        system_event(mirror.run_id, f"GitHub mirror failed; it is retried: {message}", "warning")
 
 
 # --- what to do -------------------------------------------------------------------------------
@@ -289,7 +287,7 @@ def _catch_up(client: GitHubMirrorClient, mirror: GitHubMirror) -> None:
             found = client.find_issue(view.issue_marker, labels=LOOKUP_LABELS)
             number, url = found or client.open_issue(view.title, view.issue_body(), ISSUE_LABELS[request.kind])
             _progress(mirror, issue_number=number, issue_url=url)
-            _system_event(request.pk, f"GitHub issue #{number}: {url}")
+            system_event(request.pk, f"GitHub issue #{number}: {url}")
         steps = [s for s in view.steps(mirror) if s.key not in mirror.milestones and not (s.close_reason and mirror.closed)]
         if not steps:
             return
@@ -542,12 +540,12 @@ def catch_up_stale(limit: int = 50) -> list[int]:
     if not is_enabled():
         return []
     behind = list(
-        GitHubMirror.objects.filter(closed=False, run__status__in=["succeeded", "failed", "errored", "cancelled", "interrupted"])
+        GitHubMirror.objects.filter(closed=False, run__status__in=TERMINAL)
         .values_list("run_id", flat=True)[:limit]
     )
     never = list(
-        Run.objects.filter(kind__in=["create", "destroy"], github_mirror__isnull=True)
-        .exclude(status__in=["queued", "running"])
+        Run.objects.filter(kind__in=[RunKind.CREATE, RunKind.DESTROY], github_mirror__isnull=True)
+        .exclude(status__in=UNFINISHED)
         .values_list("pk", flat=True)[: max(0, limit - len(behind))]
     )
     for run_id in behind + never:

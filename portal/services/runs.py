@@ -1,11 +1,13 @@
-"""Every state transition of a Run (and the Environment status it implies), in one module.
+"""Every state transition of a Run and every status change of an Environment, in one module.
 
 Each transition is a compare-and-swap: `filter(pk=..., status=<expected>).update(...)`; a
 result other than 1 means the race was lost and `TransitionLost` is raised instead of
 overwriting someone else's move (Healthchecks `sendalerts`, STYLE rule 4). Environment status
-changes happen in the same transaction as the run transition that causes them.
+changes happen in the same transaction as the run transition that causes them. What a
+transition sets off once committed (the account's queue moves on, the GitHub issue follows)
+goes through `portal.services.effects`. A finished run keeps the stage it reached.
 
-Must not import views, the API or Celery tasks (they import this).
+Must not import views, the API, Celery tasks, the queue or the GitHub mirror (they import this).
 """
 
 import re
@@ -29,10 +31,21 @@ from portal.models import (
     StateLock,
     StateLockRelease,
 )
+from portal.models.cmdb import ENVIRONMENT_NEEDS_ATTENTION
+from portal.models.runs import UNFINISHED
+from portal.services import effects
 from portal.services.errors import TransitionLost
+from portal.services.events import append_events, system_event
 
-# Stages after which Terraform may have created something.
+# Stages after which Terraform may have created something (DONE: rows finished before the
+# reached stage was kept).
 _MAY_HAVE_CREATED = {RunStage.APPLY, RunStage.OUTPUTS, RunStage.DONE}
+# What the environment is while a run of each kind is queued or running.
+_ENVIRONMENT_WHILE = {
+    RunKind.CREATE: EnvironmentStatus.PROVISIONING,
+    RunKind.DESTROY: EnvironmentStatus.DELETING,
+    RunKind.ROLLBACK: EnvironmentStatus.PROVISIONING,
+}
 
 
 def _lease_deadline():
@@ -52,31 +65,16 @@ def _set_environment(environment_id: int, status: str, reason: str = "", **extra
     )
 
 
-def _system_event(run_id: int, message: str, level: str = "info") -> None:
-    from portal.services.events import append_events
-
-    append_events(run_id, [{"kind": RunEvent.Kind.SYSTEM, "level": level, "message": message}])
-
-
-def _mirror(run_id: int) -> None:
-    """Bring the request's GitHub issue up to date after commit (no-op when not configured)."""
-    from portal.services.github_mirror import schedule_mirror
-
-    transaction.on_commit(lambda: schedule_mirror(run_id))
-
-
-def _after_slot_freed(account_id: int) -> None:
-    """A run left the account's slots: start the next queued one right after commit."""
-    from portal.services.dispatch import dispatch_account
-
-    transaction.on_commit(lambda: dispatch_account(account_id))
-
-
 # --- waiting -> active ----------------------------------------------------------------------
 
 
 def queue_run(environment: Environment, kind: str, *, requested_by=None) -> Run:
-    """Create a queued run. The database refuses a second unfinished run per environment."""
+    """Queue a run and put the environment in the status it has meanwhile (`provisioning`
+    for a create, `deleting` for a destroy); the account's queue moves on after commit.
+
+    The database refuses a second unfinished run per environment (IntegrityError): the
+    caller says so in its own words.
+    """
     run = Run.objects.create(
         environment=environment,
         account_id=environment.account_id,
@@ -88,7 +86,11 @@ def queue_run(environment: Environment, kind: str, *, requested_by=None) -> Run:
         pattern_version=environment.pattern_version,
         environment_status_before=environment.status,
     )
-    _mirror(run.pk)
+    if environment.status != _ENVIRONMENT_WHILE[kind] or environment.status_reason:
+        _set_environment(environment.pk, _ENVIRONMENT_WHILE[kind])
+        environment.status, environment.status_reason = _ENVIRONMENT_WHILE[kind], ""
+    effects.run_changed(run.pk)
+    effects.queue_moved(environment.account_id)
     return run
 
 
@@ -135,9 +137,9 @@ def requeue_unclaimed_run(run_id: int, reason: str, *, redispatch: bool = True) 
             dispatched_at=None,
             lease_expires_at=None,
         )
-        _system_event(run_id, f"Back in the queue: {reason}", "warning")
+        system_event(run_id, f"Back in the queue: {reason}", "warning")
         if redispatch:
-            _after_slot_freed(run.account_id)
+            effects.queue_moved(run.account_id)
 
 
 # --- active bookkeeping (not status changes) -------------------------------------------------
@@ -149,13 +151,11 @@ def set_stage(run_id: int, stage: str, worker: str) -> None:
     The "Stage: x" event is written in the same transaction, so whoever sees the new stage
     (the UI, the GitHub mirror asking when apply started) also sees its event and time.
     """
-    from portal.services.events import append_events
-
     with transaction.atomic():
         _cas(run_id, {"status": RunStatus.RUNNING, "worker": worker}, stage=stage)
         append_events(run_id, [{"kind": RunEvent.Kind.STAGE, "message": f"Stage: {stage}", "data": {"stage": stage}}])
         if stage in (RunStage.APPLY, RunStage.DESTROY):
-            _mirror(run_id)
+            effects.run_changed(run_id)
 
 
 def renew_lease(run_id: int, worker: str) -> bool:
@@ -180,7 +180,6 @@ def request_cancel(run_id: int, user=None) -> str:
                 run_id,
                 {"status": RunStatus.QUEUED},
                 status=RunStatus.CANCELLED,
-                stage=RunStage.DONE,
                 finished_at=timezone.now(),
                 cancel_requested_at=timezone.now(),
                 cancel_requested_by=user,
@@ -194,14 +193,14 @@ def request_cancel(run_id: int, user=None) -> str:
                     run.environment_status_before or EnvironmentStatus.READY,
                     "Delete cancelled before it started.",
                 )
-            _system_event(run_id, f"Cancelled while queued by {user or 'the portal'}.")
+            system_event(run_id, f"Cancelled while queued by {user or 'the portal'}.")
             return "dropped"
         if run.status == RunStatus.RUNNING:
             updated = Run.objects.filter(
                 pk=run_id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
             ).update(cancel_requested_at=timezone.now(), cancel_requested_by=user)
             if updated:
-                _system_event(run_id, f"Cancel requested by {user or 'the portal'}; stopping Terraform.")
+                system_event(run_id, f"Cancel requested by {user or 'the portal'}; stopping Terraform.")
                 return "requested"
             # Not updated: asked twice (still running), or the run ended meanwhile.
             still_running = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).exists()
@@ -225,7 +224,6 @@ def _terminal(run_id: int, status: str, *, worker: str | None, explanation: str,
         run_id,
         expected,
         status=status,
-        stage=RunStage.DONE,
         finished_at=timezone.now(),
         lease_expires_at=None,
         explanation=explanation,
@@ -233,7 +231,7 @@ def _terminal(run_id: int, status: str, *, worker: str | None, explanation: str,
         state_token_hash="",
         **extra,
     )
-    _mirror(run_id)
+    effects.run_changed(run_id)
 
 
 def succeed_create(run: Run, worker: str, *, outputs: dict, endpoints: list[dict], late_cancel: bool = False) -> None:
@@ -266,7 +264,7 @@ def succeed_create(run: Run, worker: str, *, outputs: dict, endpoints: list[dict
         )
         _set_environment(run.environment_id, EnvironmentStatus.READY, "", outputs=outputs)
         _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
-        _after_slot_freed(run.account_id)
+        effects.queue_moved(run.account_id)
 
 
 def _note_late_cancel(run_id: int, seen_by_the_worker: bool, explanation: str, addition: str) -> None:
@@ -276,7 +274,7 @@ def _note_late_cancel(run_id: int, seen_by_the_worker: bool, explanation: str, a
     - none slips in between (the fault suite found one that did, read before the swap)."""
     if seen_by_the_worker or Run.objects.filter(pk=run_id, cancel_requested_at__isnull=False).exists():
         Run.objects.filter(pk=run_id).update(explanation=explanation + addition)
-        _system_event(run_id, "Cancel arrived too late: Terraform had already finished.", "warning")
+        system_event(run_id, "Cancel arrived too late: Terraform had already finished.", "warning")
 
 
 class EndpointTaken(Exception):
@@ -315,7 +313,7 @@ def fail_create_and_start_rollback(run: Run, worker: str, *, explanation: str) -
             lease_expires_at=_lease_deadline(),
         )
         _set_environment(run.environment_id, EnvironmentStatus.PROVISIONING, "Apply failed; rolling back.")
-        _system_event(run.pk, f"Apply failed; rollback run #{rollback.pk} destroys what was created.", "error")
+        system_event(run.pk, f"Apply failed; rollback run #{rollback.pk} destroys what was created.", "error")
     return rollback
 
 
@@ -372,7 +370,7 @@ def fail_run(
                 f"Delete {status}: the state is kept; retry the delete. {unknown}{stored} {explanation}",
             )
         _release_state_lock(run, reason=f"run #{run.pk} ended {status}")
-        _after_slot_freed(run.account_id)
+        effects.queue_moved(run.account_id)
 
 
 def succeed_destroy(run: Run, worker: str, *, late_cancel: bool = False) -> None:
@@ -408,15 +406,14 @@ def succeed_destroy(run: Run, worker: str, *, late_cancel: bool = False) -> None
                 run.environment_id, EnvironmentStatus.DELETED, "Destroyed; the stored state is empty.", deleted_at=timezone.now()
             )
         _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
-        _after_slot_freed(run.account_id)
+        effects.queue_moved(run.account_id)
 
 
 def refresh_environment_reason(environment_id: int) -> None:
     """After a state was stored late (the sweeper): the reason of an environment that needs
     attention names what the stored state lists now."""
     environment = Environment.objects.filter(pk=environment_id).first()
-    needs_attention = {EnvironmentStatus.INCOMPLETE, EnvironmentStatus.ROLLBACK_FAILED, EnvironmentStatus.DELETE_FAILED}
-    if environment is None or environment.status not in needs_attention:
+    if environment is None or environment.status not in ENVIRONMENT_NEEDS_ATTENTION:
         return
     reason = re.sub(r"State unknown: [^.]*\. ", "", environment.status_reason)
     from portal.services.state import STORED_STATE_SENTENCE_RE
@@ -444,7 +441,7 @@ def interrupt_run(run_id: int, reason: str) -> bool:
             )
         except TransitionLost:
             return False
-        _system_event(run_id, f"Interrupted: {reason}", "error")
+        system_event(run_id, f"Interrupted: {reason}", "error")
     return True
 
 

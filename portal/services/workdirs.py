@@ -21,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import Error as DatabaseFault
 
-from portal.models import Run, RunEvent, RunStatus
+from portal.models import Run, RunEvent
 from provisioning.pipeline import ERRORED_STATE
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def sweep() -> dict[str, str]:
         if not match or not folder.is_dir():
             continue
         run = Run.objects.filter(pk=int(match.group(1))).first()
-        if run is not None and run.status in (RunStatus.RUNNING, RunStatus.QUEUED):
+        if run is not None and run.is_unfinished:
             continue  # running (or its worker died and the reaper has not ended it yet): later
         errored = unstored_state(folder)
         if errored is not None:

@@ -5,9 +5,16 @@ import json
 from django import template
 from django.utils.html import format_html
 
+from portal.api.authentication import ApiTokenAuthentication
 from portal.web import display
 
 register = template.Library()
+
+
+@register.simple_tag
+def api_auth_keyword():
+    """The `Authorization` scheme the REST API accepts (`Token`), from its authentication class."""
+    return ApiTokenAuthentication.keyword
 
 
 @register.simple_tag

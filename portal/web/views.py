@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -21,11 +21,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from portal import selectors
 from portal.models import Environment, EnvironmentStatus, Product, Run, RunKind, RunStatus
+from portal.models.cmdb import ENVIRONMENT_DELETABLE
 from portal.services import environments as environment_service
+from portal.services import preflight as preflight_service
 from portal.services import tokens as token_service
 from portal.services.catalog import get_catalog
 from portal.services.errors import NotAllowed, ServiceError
-from portal.services.permissions import can_manage_product
+from portal.services.permissions import can_manage_product, require_product
 from portal.web import display
 from portal.web.filters import EnvironmentListFilterSet
 from portal.web.forms import (
@@ -116,7 +118,7 @@ class _CreatePage:
     def _initial(self, source) -> dict:
         """Initial values: the typed ones on a refresh; a suggested name for the product."""
         initial = {"product": self.product.pk if self.product else None, "pattern": self.pattern.slug if self.pattern else None}
-        suggestion = environment_service.suggest_name(self.product) if self.product else ""
+        suggestion = preflight_service.suggest_name(self.product) if self.product else ""
         name = (source.get("name") or "").strip()
         previous = (source.get("suggested_name") or "").strip()
         # An untouched suggestion follows the product; a typed name is kept.
@@ -126,39 +128,49 @@ class _CreatePage:
             initial["account"] = source.get("account")
         return initial
 
-    def preflight(self) -> dict:
-        """What the request would meet now: name taken, free networks, account queue.
-
-        Information only; the service decides on submit.
-        """
-        info: dict = {}
-        if self.product is None or self.pattern is None:
-            return info
+    def check(self):
+        """The pre-flight check (`services.preflight`) of what is typed: every problem at once.
+        A submit shows its problems on the fields; the panel lists them as the user types."""
+        if getattr(self, "_check", None) is not None or self.product is None:
+            return getattr(self, "_check", None)
         account = None
         account_id = str(self.form["account"].value() or "")
         if account_id.isdigit():
-            account = selectors.active_accounts_of_department(self.product.department_id).filter(pk=int(account_id)).first()
-        if account is None:
-            try:
-                account = environment_service.choose_account(self.product, None)
-            except ServiceError as exc:
-                info["account_problem"] = exc.message
-                return info
-        info["account"] = account
-        if self.pattern.cloud == "aws" and account.kind != "aws":
-            info["cloud_problem"] = f"{self.pattern.name} needs an AWS account; {account.name} is {account.get_kind_display().split(' ')[0].lower()}."
-        load = selectors.account_load(account)
-        info["load"] = load
-        info["wait"] = display.wait_estimate(
-            running=load["running"],
-            ahead_in_queue=load["queued"],
-            slots=load["slots"],
-            expected_seconds=self.pattern.expected_duration_seconds,
+            account = selectors.account_by_id(int(account_id))
+        parameters, parameter_problems = {}, {}
+        typed = self.form.data if self.form.is_bound else (self.request.GET if self.request.GET.get("refresh") else None)
+        if self.pattern is not None and typed is not None:
+            parser = self.parameter_form if self.parameter_form is not None and self.parameter_form.is_bound else ParameterForm(self.pattern, typed)
+            parser.is_valid()
+            parameters = parser.parameters()
+            parameter_problems = {name: " ".join(errors) for name, errors in parser.errors.items()}
+        self._check = preflight_service.check_request(
+            product=self.product,
+            pattern_slug=self.pattern.slug if self.pattern else None,
+            name=self.form["name"].value(),
+            parameters=parameters,
+            account=account,
+            parameter_problems=parameter_problems,
         )
-        info["free_networks"] = selectors.free_network_count(account)
-        name = (self.form["name"].value() or "").strip()
-        if name and selectors.environment_name_taken(self.product, name):
-            info["name_taken"] = f"{self.product.slug}/{name} already exists; choose another name."
+        return self._check
+
+    def preflight(self) -> dict:
+        """What the panel beside the form shows: the check's problems and what the request
+        would meet (account, queue and wait, free networks, FQDNs). Information only."""
+        check = self.check()
+        if check is None:
+            return {}
+        info: dict = {"check": check, "problems": check.problems, "account": check.account, "fqdns": check.fqdns}
+        info["name_ok"] = not any(problem.key == "name" for problem in check.problems)
+        if check.account is not None and check.load is not None:
+            info["load"] = check.load
+            info["free_networks"] = check.free_networks
+            info["wait"] = display.wait_estimate(
+                running=check.load["running"],
+                ahead_in_queue=check.load["queued"],
+                slots=check.load["slots"],
+                expected_seconds=self.pattern.expected_duration_seconds if self.pattern else 0,
+            )
         return info
 
     def context(self) -> dict:
@@ -182,7 +194,20 @@ def environment_create(request):
     if request.method == "POST":
         page = _CreatePage(request, data=request.POST)
         status = 200
-        if page.form.is_valid() and page.parameter_form is not None and page.parameter_form.is_valid():
+        form_ok = page.form.is_valid()
+        if page.product is not None:
+            try:
+                require_product(request.user, page.product, "create")
+            except NotAllowed as exc:
+                _refuse(exc)
+        check = page.check() if page.product is not None else None
+        if check is not None and not check.ok:
+            # Every problem at once: the form's own (a choice that does not exist) and the
+            # pre-flight check's (name, FQDN, account, networks, each parameter).
+            count = len(check.problems)
+            summary = f"The request has {count} problem{'s' if count > 1 else ''}; {'they are' if count > 1 else 'it is'} marked below."
+            apply_service_error(ServiceError(summary, errors=check.messages()), page.form, page.parameter_form)
+        elif form_ok and page.parameter_form is not None and page.parameter_form.is_valid():
             data = page.form.cleaned_data
             try:
                 run = environment_service.request_create(
@@ -230,9 +255,9 @@ def _environment_page(request, environment, *, delete_form=None, status=200):
         "pattern": pattern,
         "endpoints": selectors.environment_endpoints(environment),
         "runs": runs,
-        "active_run": next((run for run in runs if run.status in (RunStatus.QUEUED, RunStatus.RUNNING)), None),
+        "active_run": next((run for run in runs if run.is_unfinished), None),
         "can_manage": can_manage_product(request.user, environment.product),
-        "deletable": environment.status in environment_service.DELETABLE,
+        "deletable": environment.status in ENVIRONMENT_DELETABLE,
         "retryable": environment.status == EnvironmentStatus.INCOMPLETE,
         "delete_form": delete_form or DeleteConfirmForm(environment=environment),
         "nav": "environments",
@@ -247,9 +272,14 @@ def environment_detail(request, pk):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def environment_delete(request, pk):
-    """Queue a destroy once the environment's name was typed; refusals are explained."""
+    """Queue a destroy once the environment's name was typed; refusals are explained.
+
+    GET (a reload after a refused confirmation leaves the browser on this URL) goes to the
+    environment's page."""
+    if request.method == "GET":
+        return redirect("environment-detail", pk=pk)
     environment = _environment(pk)
     form = DeleteConfirmForm(request.POST, environment=environment)
     if not form.is_valid():
@@ -291,51 +321,49 @@ def _run(pk) -> Run:
 @login_required
 @require_GET
 def run_detail(request, pk):
-    """The live run page; `run.js` keeps it current through `run_live`."""
+    """The run page: the partials of `display.LIVE_FRAGMENTS` and the log; while the run (or
+    its rollback) is unfinished, htmx polls `run_live` to refresh them."""
     run = _run(pk)
-    stage_reached = selectors.run_stage_reached(run)
     events, truncated = selectors.run_events_tail(run.pk)
-    rollback = selectors.rollback_of_run(run)
     context = {
-        "run": run,
-        "environment": run.environment,
-        "tone": display.tone(run.status),
-        "env_tone": display.tone(run.environment.status),
-        "stages": display.stage_bar(run, stage_reached),
-        "progress": display.progress(run),
-        "queue": display.run_queue(run),
-        "elapsed": display.format_duration(display.elapsed_seconds(run)),
-        "events": [display.event_payload(event) for event in events],
+        **display.run_page(run),
+        "can_manage": can_manage_product(request.user, run.environment.product),
+        "events": [display.log_line(event) for event in events],
         "events_truncated": truncated,
         "last_seq": events[-1].seq if events else 0,
-        "rollback": rollback,
-        "rollback_tone": display.tone(rollback.status) if rollback else "",
-        "poll": display.should_poll(run, rollback),
-        "can_manage": can_manage_product(request.user, run.environment.product),
-        "cancellable": run.status in (RunStatus.QUEUED, RunStatus.RUNNING),
-        "endpoints": selectors.live_endpoints(run.environment_id)
-        if run.kind == RunKind.CREATE and run.status == RunStatus.SUCCEEDED
-        else [],
-        "mirror": getattr(run, "github_mirror", None),
+        "version": "",
         "nav": "environments",
     }
     return render(request, "portal/runs/detail.html", context)
 
 
+LIVE_STOP = 286  # htmx: stop polling
+LIVE_LINES = 300  # log lines per poll at most; the next poll brings the rest
+
+
 @login_required
 @require_GET
 def run_live(request, pk):
-    """One tick of the run page: status + progress + log lines after `?after=SEQ` (JSON).
-
-    `?plan=1` asks for the plan summary too (sent until the page has it).
-    """
+    """One poll of the run page (htmx): the log lines after `?after=SEQ` (appended to the log)
+    and, out of band, the fragments that changed since `?v=`, the elapsed time and the next
+    poller. 286 once the run and the rollback that took over have finished; then the flash
+    messages of the page's arrival ("run #N is queued") are cleared too."""
     run = _run(pk)
     try:
         after = max(0, int(request.GET.get("after", "0")))
     except ValueError:
         after = 0
-    payload = display.live_payload(run, after=after, want_plan=request.GET.get("plan") == "1")
-    response = JsonResponse(payload)
+    events = selectors.run_events_after(run.pk, after=after, limit=LIVE_LINES)
+    page = display.run_page(run)
+    context = {
+        **page,
+        "poll": page["poll"] or len(events) == LIVE_LINES,
+        "can_manage": can_manage_product(request.user, run.environment.product),
+        "events": [display.log_line(event) for event in events],
+        "last_seq": events[-1].seq if events else after,
+    }
+    context["fragments"], context["version"] = display.changed_fragments(request, context, request.GET.get("v", ""))
+    response = render(request, "portal/runs/_live.html", context, status=200 if context["poll"] else LIVE_STOP)
     add_never_cache_headers(response)
     return response
 

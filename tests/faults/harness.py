@@ -123,7 +123,7 @@ def wait_for_stage(run_id: int, stages, *, timeout: float = 180, resources_done:
         run = run_row(run_id)
         if run.status == RunStatus.RUNNING and run.stage in stages and run.resources_done >= resources_done:
             return run
-        if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+        if not run.is_unfinished:
             raise AssertionError(f"run #{run_id} ended {run.status} ({run.explanation!r}) before reaching {sorted(stages)}")
         return None
 

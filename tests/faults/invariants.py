@@ -32,11 +32,11 @@ from django.conf import settings
 from django.db import connection
 
 from portal.models import Environment, EnvironmentStatus, Run, RunEvent, RunStatus, StateLock, StateVersion
+from portal.models.runs import UNFINISHED
 from provisioning.localcloud import existing_resources
 from tests.faults.report import REPORT, ScenarioResult
 
 RESOURCES = ("database", "dns_record", "image_repository", "listener_rule", "load_balancer", "network", "service")
-UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
 TRANSITIONAL = {EnvironmentStatus.PROVISIONING, EnvironmentStatus.DELETING}
 NEEDS_COUNT = {EnvironmentStatus.INCOMPLETE, EnvironmentStatus.ROLLBACK_FAILED, EnvironmentStatus.DELETE_FAILED}
 COUNT_RE = re.compile(r"the stored state lists (\d+) resource\(s\)", re.I)

@@ -17,7 +17,7 @@ from portal.services import runs as transitions
 from portal.services.environments import PORTAL_FILES, render_context
 from portal.services.catalog import get_pattern
 from portal.services.execution import execute_run
-from provisioning.patterns import validate_parameters
+from provisioning.parameters import validate_parameters
 from provisioning.render import render_workspace
 from tests.factories import make_account, make_department, make_environment, make_product, make_user
 from tests.moto_server import aws, moto_server  # noqa: F401

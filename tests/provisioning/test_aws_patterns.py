@@ -51,7 +51,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from provisioning.patterns import EndpointSpec, ParameterError, Pattern, load_catalog, validate_parameters  # noqa: E402
+from provisioning.parameters import ParameterError, validate_parameters  # noqa: E402
+from provisioning.patterns import EndpointSpec, Pattern, load_catalog  # noqa: E402
 from provisioning.render import parse_hcl, placeholder_context, render_workspace  # noqa: E402
 from tests.moto_server import MOTO_SERVER, MotoAWS  # noqa: E402
 from tests.processes import free_port  # noqa: E402

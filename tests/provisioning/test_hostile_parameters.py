@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from provisioning.patterns import ParameterError, load_pattern, validate_parameters  # noqa: E402
+from provisioning.parameters import ParameterError, validate_parameters  # noqa: E402
+from provisioning.patterns import load_pattern  # noqa: E402
 from provisioning.render import RenderError, placeholder_context, render_workspace  # noqa: E402
 
 DEMO = ROOT / "patterns" / "demo-ecs"
@@ -116,13 +117,13 @@ CASES = [
     pytest.param(Echoed({"tags": {"a": BLOCK_INJECTION, "b": "${path.module}", "c": ""}}), id="tag values hostile"),
     pytest.param(Echoed({"tags": {"e\u0301": "e\u0301"}}, expected_tags={"\u00e9": "\u00e9"}), id="tag key normalised"),
     # --- refused: app_name must be a DNS label
-    pytest.param(Refused({"app_name": 'app"'}, "app_name", "must match the pattern"), id="app name with quote"),
-    pytest.param(Refused({"app_name": "${x}"}, "app_name", "must match the pattern"), id="app name interpolation"),
+    pytest.param(Refused({"app_name": 'app"'}, "app_name", "is not in the required form"), id="app name with quote"),
+    pytest.param(Refused({"app_name": "${x}"}, "app_name", "is not in the required form"), id="app name interpolation"),
     # Python's `$` also matches before a trailing newline; JSON Schema's does not.
-    pytest.param(Refused({"app_name": "app\n"}, "app_name", "must match the pattern"), id="app name trailing newline"),
-    pytest.param(Refused({"app_name": "\u0430pp"}, "app_name", "must match the pattern"), id="app name cyrillic homoglyph"),
-    pytest.param(Refused({"app_name": "a" * 32}, "app_name", "must match the pattern"), id="app name too long"),
-    pytest.param(Refused({"app_name": ""}, "app_name", "must match the pattern"), id="app name empty"),
+    pytest.param(Refused({"app_name": "app\n"}, "app_name", "is not in the required form"), id="app name trailing newline"),
+    pytest.param(Refused({"app_name": "\u0430pp"}, "app_name", "is not in the required form"), id="app name cyrillic homoglyph"),
+    pytest.param(Refused({"app_name": "a" * 32}, "app_name", "is not in the required form"), id="app name too long"),
+    pytest.param(Refused({"app_name": ""}, "app_name", "is not in the required form"), id="app name empty"),
     pytest.param(Refused({"app_name": ["app"]}, "app_name", "must be a string"), id="app name list"),
     # --- refused: note
     pytest.param(Refused({"note": "x" * 4097}, "note", "must be at most 4096 characters long"), id="note too long"),

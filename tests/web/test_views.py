@@ -277,7 +277,7 @@ def test_parameter_errors_from_the_service_land_on_their_fields_and_keep_the_inp
     assert response.status_code == 200 and not Environment.objects.exists()
     params = response.context["parameter_form"]
     assert params.errors["desired_count"] == ["must be at most 4"]
-    assert "must match the pattern" in params.errors["app_name"][0]
+    assert "is not in the required form" in params.errors["app_name"][0]
     html = text(response)
     assert "Some parameters are not valid." in html
     assert 'value="my-env"' in html and "keep me</textarea>" in html and 'value="Bad Name"' in html

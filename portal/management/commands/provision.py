@@ -12,19 +12,13 @@ from django.core.management.base import BaseCommand, CommandError
 
 from portal.models import Environment, EnvironmentStatus, Product, Run, SandboxAccount
 from portal.selectors import environment_by_ref, latest_run, run_events_after
+from portal.models.cmdb import ENVIRONMENT_SETTLED
+from portal.models.runs import UNFINISHED
 from portal.services import environments
 from portal.services.catalog import get_pattern
 from portal.services.dispatch import queue_position
 from portal.services.errors import ServiceError
 
-TERMINAL_ENV = {
-    EnvironmentStatus.READY,
-    EnvironmentStatus.FAILED,
-    EnvironmentStatus.ROLLBACK_FAILED,
-    EnvironmentStatus.INCOMPLETE,
-    EnvironmentStatus.DELETE_FAILED,
-    EnvironmentStatus.DELETED,
-}
 
 
 def coerce_parameter(pattern, key: str, raw: str):
@@ -146,7 +140,7 @@ class Command(BaseCommand):
                 for event in run_events_after(r.pk, seen.get(r.pk, 0)):
                     seen[r.pk] = event.seq
                     self.stdout.write(f"[#{r.pk} {event.kind}] {event.message}")
-            if env.status in TERMINAL_ENV and not env.runs.filter(status__in=["queued", "running"]).exists():
+            if env.status in ENVIRONMENT_SETTLED and not env.runs.filter(status__in=UNFINISHED).exists():
                 self.stdout.write(f"{env}: {env.status}" + (f" - {env.status_reason}" if env.status_reason else ""))
                 return env.status
             time.sleep(0.5)
