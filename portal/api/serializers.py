@@ -640,6 +640,7 @@ class EnvironmentCreateSerializer(serializers.Serializer):
     )
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}})
 class PreflightProblemsField(serializers.Field):
     def to_representation(self, check):
         from portal.api.errors import api_field_name

@@ -78,7 +78,7 @@ class RequestCheck:
                 p.message if not p.key.startswith("param:") else f"{p.key[6:]}: {p.message}" for p in self.problems
             )
         cls = Conflict if all(problem.conflict for problem in self.problems) else InvalidRequest
-        raise cls(message, errors=errors)
+        raise cls(message, field=self.problems[0].key if len(errors) == 1 else None, errors=errors)
 
 
 def name_taken(product: Product, name: str) -> str:
