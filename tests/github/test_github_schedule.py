@@ -9,7 +9,7 @@ from kombu.exceptions import OperationalError
 from portal.models import GitHubMirror, Run, RunStatus
 from portal.services import runs as transitions
 from portal.services.github_mirror import schedule_mirror
-from portal.tasks import mirror_run
+from portal.services import github_mirror
 from tests.factories import make_environment
 from tests.github.conftest import TOKEN
 
@@ -22,8 +22,19 @@ WORKER = "worker-1:123"
 def enqueued(monkeypatch):
     """The run ids `portal.mirror_run` was sent for (nothing reaches the broker)."""
     sent = []
-    monkeypatch.setattr(mirror_run, "delay", lambda run_id: sent.append(run_id))
+    monkeypatch.setattr(github_mirror, "current_app", _Broker(lambda run_id: sent.append(run_id)))
     return sent
+
+
+class _Broker:
+    """Stands in for the Celery app the mirror sends `portal.mirror_run` through (by name)."""
+
+    def __init__(self, deliver):
+        self.deliver = deliver
+
+    def send_task(self, name, args=()):
+        assert name == github_mirror.MIRROR_RUN_TASK
+        self.deliver(*args)
 
 
 def run_a_create_to_the_end(environment, capture):
@@ -76,7 +87,7 @@ def test_a_broker_that_refuses_the_message_never_fails_the_transition(
     def refuse(run_id):
         raise OperationalError(f"[Errno 111] Connection refused (while sending with token {TOKEN})")
 
-    monkeypatch.setattr(mirror_run, "delay", refuse)
+    monkeypatch.setattr(github_mirror, "current_app", _Broker(refuse))
     environment = make_environment(status="provisioning", code_snapshot={"main.tf": "# x\n"})
 
     run = run_a_create_to_the_end(environment, django_capture_on_commit_callbacks)
