@@ -169,22 +169,6 @@ def rollback_of_run(run: Run) -> Run | None:
     return Run.objects.filter(rollback_of_id=run.pk).first()
 
 
-def run_stage_reached(run: Run) -> str:
-    """The last pipeline stage a run entered. A finished run's `stage` is `done`, so the
-    stage bar reads where it got to from its last stage event."""
-    if run.stage not in ("done",):
-        return run.stage
-    data = (
-        RunEvent.objects.filter(run_id=run.pk, kind=RunEvent.Kind.STAGE)
-        .order_by("-seq")
-        .values_list("data", flat=True)
-        .first()
-    )
-    if isinstance(data, dict) and data.get("stage"):
-        return data["stage"]
-    return "queued"
-
-
 def run_events_tail(run_id: int, limit: int = 2000) -> tuple[list[RunEvent], bool]:
     """The last `limit` events of a run, oldest first, and whether earlier ones were left out."""
     events = list(RunEvent.objects.filter(run_id=run_id).order_by("-seq")[: limit + 1])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from portal import selectors
 from portal.models import Environment, Product, SandboxAccount
@@ -23,6 +24,7 @@ from portal.services.catalog import get_pattern
 from portal.services.errors import Conflict, InvalidRequest, ServiceError
 from provisioning.parameters import ParameterError, validate_parameters
 from provisioning.patterns import Pattern
+from provisioning.render import predict_fqdns
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
 NAME_RULE = "Use 1-40 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen."
@@ -49,8 +51,13 @@ class RequestCheck:
     parameters: dict | None = None
     problems: list[Problem] = field(default_factory=list)
     fqdns: list[str] = field(default_factory=list)
-    load: dict | None = None
     free_networks: int | None = None
+
+    @cached_property
+    def load(self) -> dict | None:
+        """The account's running and queued runs and its slots (for the panel and the dry
+        run; `request_create` never reads it, so it costs no query there)."""
+        return selectors.account_load(self.account) if self.account is not None else None
 
     @property
     def ok(self) -> bool:
@@ -146,7 +153,6 @@ def check_request(
 
     pattern, account = check.pattern, check.account
     if account is not None:
-        check.load = selectors.account_load(account)
         check.free_networks = selectors.free_network_count(account)
         if check.free_networks == 0:
             check.add("account", no_free_network(account), conflict=True)
@@ -181,8 +187,6 @@ def _check_parameters(check: RequestCheck, pattern: Pattern, parameters: dict, a
 def _check_fqdns(check: RequestCheck, pattern: Pattern, account: SandboxAccount) -> None:
     """The FQDNs the pattern says it will give this environment, and who holds them now
     (any product's environment: an FQDN is global)."""
-    from provisioning.render import predict_fqdns
-
     context = {
         "environment": {"name": check.name, "product": check.product.slug},
         "account": {"dns_zone": account.dns_zone},

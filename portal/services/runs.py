@@ -32,7 +32,6 @@ from portal.models import (
     StateLockRelease,
 )
 from portal.models.cmdb import ENVIRONMENT_NEEDS_ATTENTION
-from portal.models.runs import UNFINISHED
 from portal.services import effects
 from portal.services.errors import TransitionLost
 from portal.services.events import append_events, system_event
@@ -44,7 +43,6 @@ _MAY_HAVE_CREATED = {RunStage.APPLY, RunStage.OUTPUTS, RunStage.DONE}
 _ENVIRONMENT_WHILE = {
     RunKind.CREATE: EnvironmentStatus.PROVISIONING,
     RunKind.DESTROY: EnvironmentStatus.DELETING,
-    RunKind.ROLLBACK: EnvironmentStatus.PROVISIONING,
 }
 
 

@@ -71,6 +71,7 @@ class _CreatePage:
     def __init__(self, request, data=None):
         self.request = request
         self.user = request.user
+        self._check = None
         self.catalog = get_catalog()
         self.products = list(selectors.products_for_user(self.user))
         source = data if data is not None else request.GET
@@ -131,8 +132,8 @@ class _CreatePage:
     def check(self):
         """The pre-flight check (`services.preflight`) of what is typed: every problem at once.
         A submit shows its problems on the fields; the panel lists them as the user types."""
-        if getattr(self, "_check", None) is not None or self.product is None:
-            return getattr(self, "_check", None)
+        if self._check is not None or self.product is None:
+            return self._check
         account = None
         account_id = str(self.form["account"].value() or "")
         if account_id.isdigit():
