@@ -114,9 +114,13 @@ class PortalAutoSchema(AutoSchema):
         if getattr(field, "schema_refuses_blank", False) and "oneOf" in schema:
             schema.update(next(alt for alt in schema.pop("oneOf") if alt.get("maxLength") != 0))
         self._apply_model_constraints(field, schema)
+        target = schema["oneOf"][0] if "oneOf" in schema else schema
+        if getattr(field, "schema_pattern", None):
+            # A rule the service checks (with the request's other problems, all at once) that
+            # the schema still states, so clients know it before they send.
+            target["pattern"] = field.schema_pattern
         # Every text input refuses NUL (PostgreSQL cannot store it): said where no stricter
         # pattern says it already.
-        target = schema["oneOf"][0] if "oneOf" in schema else schema
         if (getattr(self, "_direction", None) == "request" and isinstance(field, serializers.CharField)
                 and not field.read_only and target.get("type") == "string"
                 and "pattern" not in target and "enum" not in target):

@@ -40,6 +40,7 @@ from portal.models import (
     SandboxAccount,
 )
 from provisioning.patterns import SLUG_RE as PATTERN_SLUG_RE
+from portal.services.preflight import NAME_RE as ENVIRONMENT_NAME_RE
 from portal.services.preflight import NAME_RULE as ENVIRONMENT_NAME_RULE
 from portal.services.tokens import NAME_MAX_LENGTH as TOKEN_NAME_MAX_LENGTH
 from portal.services.tokens import is_usable
@@ -107,10 +108,12 @@ class _TextOnly:
 
 class StrictCharField(_TextOnly, serializers.CharField):
     """A CharField that takes only a JSON string, exactly as sent: no silent trimming, so its
-    length and blankness are what the schema's minLength/maxLength say."""
+    length and blankness are what the schema's minLength/maxLength say. `schema_pattern`: a
+    form the schema states that a service checks later (see PortalAutoSchema)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, schema_pattern: str | None = None, **kwargs):
         kwargs.setdefault("trim_whitespace", False)
+        self.schema_pattern = schema_pattern
         super().__init__(**kwargs)
 
 
@@ -626,6 +629,7 @@ class EnvironmentCreateSerializer(serializers.Serializer):
         required=False, allow_blank=True, max_length=200,
         # Checked by the pre-flight check with the parameters, so every problem is answered at
         # once; the schema states the rule as a pattern (see PortalAutoSchema).
+        schema_pattern=f"^$|{ENVIRONMENT_NAME_RE.pattern}",
         help_text=f"Environment name; omitted or blank = the next free `sandbox-N`. {ENVIRONMENT_NAME_RULE}",
     )
     parameters = serializers.DictField(

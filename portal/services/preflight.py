@@ -73,17 +73,23 @@ class RequestCheck:
             joined.setdefault(problem.key, []).append(problem.message)
         return {key: " ".join(messages) for key, messages in joined.items()}
 
+    @property
+    def summary(self) -> str:
+        """One sentence for all the problems (the API's `message`, the form's top error)."""
+        if len(self.problems) == 1:
+            problem = self.problems[0]
+            return f"{problem.key[6:]}: {problem.message}" if problem.key.startswith("param:") else problem.message
+        if all(problem.key.startswith("param:") for problem in self.problems):
+            return "Some parameters are not valid."
+        return f"The request has {len(self.problems)} problems: " + " ".join(
+            p.message if not p.key.startswith("param:") else f"{p.key[6:]}: {p.message}" for p in self.problems
+        )
+
     def raise_if_refused(self) -> None:
         """The refusal create answers with: a 409 when only collisions are in the way, else 400."""
         if self.ok:
             return
-        errors = self.messages()
-        if len(self.problems) == 1:
-            message = self.problems[0].message
-        else:
-            message = f"The request has {len(self.problems)} problems: " + " ".join(
-                p.message if not p.key.startswith("param:") else f"{p.key[6:]}: {p.message}" for p in self.problems
-            )
+        errors, message = self.messages(), self.summary
         cls = Conflict if all(problem.conflict for problem in self.problems) else InvalidRequest
         raise cls(message, field=self.problems[0].key if len(errors) == 1 else None, errors=errors)
 

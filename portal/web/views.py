@@ -205,9 +205,10 @@ def environment_create(request):
         if check is not None and not check.ok:
             # Every problem at once: the form's own (a choice that does not exist) and the
             # pre-flight check's (name, FQDN, account, networks, each parameter).
-            count = len(check.problems)
-            summary = f"The request has {count} problem{'s' if count > 1 else ''}; {'they are' if count > 1 else 'it is'} marked below."
-            apply_service_error(ServiceError(summary, errors=check.messages()), page.form, page.parameter_form)
+            # A parameter the form could not parse already shows the form's own error.
+            parsed_badly = set(page.parameter_form.errors) if page.parameter_form is not None else set()
+            errors = {key: message for key, message in check.messages().items() if key.removeprefix("param:") not in parsed_badly or not key.startswith("param:")}
+            apply_service_error(ServiceError(check.summary, errors=errors), page.form, page.parameter_form)
         elif form_ok and page.parameter_form is not None and page.parameter_form.is_valid():
             data = page.form.cleaned_data
             try:
