@@ -306,3 +306,21 @@ def running_worker(portal_env, process_log_dir, **options):
         yield worker
     finally:
         worker.stop()
+
+
+@pytest.fixture
+def runs_sent_to_workers(monkeypatch) -> list[int]:
+    """The run ids the queue asked a worker to execute, held here instead of the broker: for
+    tests that execute the dispatched run themselves (a message left in the broker would be
+    picked up by a later test's worker)."""
+    from portal.services import dispatch
+
+    sent: list[int] = []
+
+    class _Broker:
+        def send_task(self, name, args=()):
+            assert name == dispatch.EXECUTE_RUN_TASK
+            sent.extend(args)
+
+    monkeypatch.setattr(dispatch, "current_app", _Broker())
+    return sent

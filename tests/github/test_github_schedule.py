@@ -13,7 +13,7 @@ from portal.services import github_mirror
 from tests.factories import make_environment
 from tests.github.conftest import TOKEN
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("runs_sent_to_workers")]
 
 WORKER = "worker-1:123"
 
@@ -39,9 +39,9 @@ class _Broker:
 
 def run_a_create_to_the_end(environment, capture):
     with capture(execute=True):
-        run = transitions.queue_run(environment, "create")
+        run = transitions.queue_run(environment, "create")  # dispatched on commit (effects.queue_moved)
+    assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
     with capture(execute=True):
-        transitions.dispatch_run(run.pk)
         transitions.claim_run(run.pk, WORKER)
         for stage in ("render", "init", "plan", "apply", "outputs"):
             transitions.set_stage(run.pk, stage, WORKER)
@@ -49,11 +49,14 @@ def run_a_create_to_the_end(environment, capture):
     return run
 
 
-def test_every_mirrored_transition_enqueues_a_sync_on_commit(github_settings, enqueued, django_capture_on_commit_callbacks):
+def test_every_mirrored_transition_enqueues_a_sync_on_commit(
+    github_settings, enqueued, runs_sent_to_workers, django_capture_on_commit_callbacks
+):
     environment = make_environment(status="provisioning", code_snapshot={"main.tf": "# x\n"})
 
     run = run_a_create_to_the_end(environment, django_capture_on_commit_callbacks)
 
+    assert runs_sent_to_workers == [run.pk]  # the queue moved on by itself, once
     assert enqueued == [run.pk, run.pk, run.pk]  # queued, apply started, finished
 
 

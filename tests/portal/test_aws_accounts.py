@@ -29,7 +29,7 @@ ZONE = "sandbox.example.test"
 
 
 @pytest.fixture
-def portal_on_moto(settings, web_server, aws):
+def portal_on_moto(settings, web_server, aws, runs_sent_to_workers):
     settings.PORTAL_URL = str(web_server)
     settings.PORTAL_AWS_ENDPOINT_URL = aws.endpoint_url
     settings.AWS_BASE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -55,8 +55,8 @@ def aws_environment(account_id_in_role=SANDBOX, claimed_account=SANDBOX):
 
 
 def run_now(environment, kind, user):
-    run = transitions.queue_run(environment, kind, requested_by=user)
-    transitions.dispatch_run(run.pk)  # the slot; the test executes it itself, no broker
+    run = transitions.queue_run(environment, kind, requested_by=user)  # dispatched on commit
+    assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING  # it has the slot; executed here, not by a worker
     execute_run(run.pk, worker="test:1")
     return Run.objects.get(pk=run.pk)
 

@@ -59,7 +59,10 @@ def test_it_loads_the_demo_pattern(demo):
     assert demo.slug == "demo-ecs"
     assert demo.version == "1.0.0"
     assert demo.cloud == "none"
-    assert demo.endpoints == (EndpointSpec(output="app_fqdn", kind="app", url_output="app_url"),)
+    assert demo.endpoints == (EndpointSpec(
+        output="app_fqdn", kind="app", url_output="app_url",
+        fqdn="{{ params.app_name }}-{{ environment.name }}.{{ account.dns_zone }}",
+    ),)
     assert set(demo.files) == {"main.tf", "outputs.tf", "versions.tf"}
     assert demo.parameters["additionalProperties"] is False
     assert 10 <= demo.expected_duration_seconds <= 60
@@ -140,6 +143,14 @@ def _delete(*names):
     return apply
 
 
+# The demo pattern's whole `endpoints:` block, as pattern.yaml spells it.
+DEMO_ENDPOINTS = (
+    "endpoints:\n  - output: app_fqdn\n    kind: app\n    url_output: app_url\n"
+    "    # As main.tf builds it (local.app_fqdn): known before the apply, so a taken one is refused.\n"
+    '    fqdn: "{{ params.app_name }}-{{ environment.name }}.{{ account.dns_zone }}"\n'
+)
+
+
 def _edit(file_name, old, new):
     return lambda folder: edit(folder, file_name, old, new)
 
@@ -203,7 +214,7 @@ BROKEN = [
         id="duration not an integer",
     ),
     pytest.param(
-        _edit("pattern.yaml", "endpoints:\n  - output: app_fqdn\n    kind: app\n    url_output: app_url\n", "endpoints: app_fqdn\n"),
+        _edit("pattern.yaml", DEMO_ENDPOINTS, "endpoints: app_fqdn\n"),
         "pattern.yaml", "endpoints", "must be a list",
         id="endpoints not a list",
     ),
@@ -216,6 +227,11 @@ BROKEN = [
         _edit("pattern.yaml", "output: app_fqdn", "output: app_hostname"),
         "pattern.yaml", "endpoints.0.output", 'output "app_hostname" is not declared',
         id="endpoint output not declared",
+    ),
+    pytest.param(
+        _edit("pattern.yaml", '    fqdn: "{{ params.app_name }}', '    fqdn: "{{ params.app_name '),
+        "pattern.yaml", "endpoints.0.fqdn", "not a valid template",
+        id="endpoint fqdn not a template",
     ),
     pytest.param(
         _edit("pattern.yaml", "url_output: app_url", "url_output: url"),
