@@ -16,8 +16,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
-# Written after a successful install; older than pyproject.toml means "install again".
+# Written after a successful install; older than pyproject.toml means "install again". The
+# test extras (about 500 MB more) come only with the targets that need them.
 INSTALL_STAMP := $(VENV)/.install-stamp
+TEST_INSTALL_STAMP := $(VENV)/.install-test-stamp
 PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -26,17 +28,24 @@ FAULTS_VAR_DIR := $(CURDIR)/var/test-faults
 # The fault suite gets PYTEST_ARGS too unless told otherwise (e.g. FAULTS_PYTEST_ARGS=-x).
 FAULTS_PYTEST_ARGS ?= $(PYTEST_ARGS)
 
-.PHONY: help install run migrate seed bench test test-regular test-faults e2e-aws clean distclean
+.PHONY: help install install-test run migrate seed bench test test-regular test-faults e2e-aws clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: $(INSTALL_STAMP) ## create .venv (python3 -m venv) and pip install -e ".[test]" when pyproject.toml changed
+install: $(INSTALL_STAMP) ## create .venv (python3 -m venv) and pip install -e . (what the portal needs to run) when pyproject.toml changed
+
+install-test: $(TEST_INSTALL_STAMP) ## install -e ".[test]" too: pytest, moto, Playwright, schemathesis (make test and make bench do this)
 
 $(INSTALL_STAMP): pyproject.toml
 	@if [ ! -x $(BIN)/python ]; then echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); fi
-	$(BIN)/python -m pip install --disable-pip-version-check --quiet -e ".[test]"
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet -e .
 	@touch $@
+
+$(TEST_INSTALL_STAMP): pyproject.toml
+	@if [ ! -x $(BIN)/python ]; then echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); fi
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet -e ".[test]"
+	@touch $@ $(INSTALL_STAMP)
 
 # Local commands default to DEBUG=1 so they run without a SECRET_KEY (settings refuse that
 # otherwise). An explicit DEBUG in the environment wins.
@@ -58,13 +67,13 @@ migrate: install ## apply database migrations
 seed: install ## create the demo departments, accounts, products and logins (idempotent)
 	$(MANAGE) seed_demo
 
-test: install ## run all tests: the regular suite, then the fault-injection suite (exit code 5 = no tests collected is an error too)
+test: install-test ## run all tests: the regular suite, then the fault-injection suite (exit code 5 = no tests collected is an error too)
 	@rc=0; \
 	$(MAKE) --no-print-directory test-regular || rc=$$?; \
 	$(MAKE) --no-print-directory test-faults || { frc=$$?; [ $$rc -ne 0 ] || rc=$$frc; }; \
 	exit $$rc
 
-test-regular: install ## the regular suite alone (everything but tests/faults, which it shows as skipped)
+test-regular: install-test ## the regular suite alone (everything but tests/faults, which it shows as skipped)
 	@echo "pytest: DATABASE_URL=$${DATABASE_URL:-<SQLite under var/test>} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-<filesystem under var/test>}"
 	@rc=0; \
 	PORTAL_VAR_DIR="$(TEST_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" PORTAL_TEST_FAST_HASHER=1 RUN_LEASE_SECONDS=$${RUN_LEASE_SECONDS:-15} \
@@ -72,7 +81,7 @@ test-regular: install ## the regular suite alone (everything but tests/faults, w
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure" >&2; fi; \
 	exit $$rc
 
-test-faults: install ## the fault-injection suite: a private PostgreSQL cluster (initdb), real worker, gunicorn, Terraform; report in var/test-faults/faults-report.json
+test-faults: install-test ## the fault-injection suite: a private PostgreSQL cluster (initdb), real worker, gunicorn, Terraform; report in var/test-faults/faults-report.json
 	@echo "fault suite: a private PostgreSQL cluster under var/faults/; CELERY_BROKER_URL=$${CELERY_BROKER_URL:-<filesystem under var/test-faults>}"
 	@rc=0; \
 	PORTAL_VAR_DIR="$(FAULTS_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" PORTAL_TEST_FAST_HASHER=1 RUN_LEASE_SECONDS=$${RUN_LEASE_SECONDS:-15} \
@@ -83,7 +92,7 @@ test-faults: install ## the fault-injection suite: a private PostgreSQL cluster 
 e2e-aws: install ## live smoke test in a REAL sandbox AWS account (never in CI; see scripts/e2e_aws.py for the variables)
 	$(BIN)/python scripts/e2e_aws.py
 
-bench: install ## run bench/provisioning.py (needs Redis; BENCH_ARGS="--reps 3"); JSON also in bench/results/
+bench: install-test ## run bench/provisioning.py (needs Redis; BENCH_ARGS="--reps 3"); JSON also in bench/results/
 	@mkdir -p bench/results
 	$(BIN)/python bench/provisioning.py $(BENCH_ARGS) | tee bench/results/provisioning-$$(date +%Y%m%d-%H%M%S).json
 

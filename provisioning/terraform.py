@@ -20,7 +20,6 @@ This module must not import Django or anything from `portal/`.
 from __future__ import annotations
 
 import collections
-import fcntl
 import json
 import os
 import ctypes
@@ -31,11 +30,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from provisioning import procfs
+from provisioning.locks import exclusive_lock
 from provisioning.redact import Redactor, is_secret_name
 
 TFEXEC = Path(__file__).with_name("tfexec.py")
@@ -560,45 +560,6 @@ def _seconds(value: float) -> str:
     return f"{max(int(round(value)), 0)}s"
 
 
-@contextmanager
-def exclusive_lock(
-    path: Path, timeout: float, cancel: threading.Event | None = None
-) -> Iterator[bool]:
-    """Holds an exclusive `flock` on `path` for the `with` block; yields False (without the
-    lock) if it could not be had within `timeout` or `cancel` was set while waiting.
-
-    Polls with LOCK_NB rather than blocking so a cancel or a timeout is honoured while
-    another worker's init holds the lock. flock is per open file, so it serialises threads
-    of one process as well as processes on one host (the cache is host-local).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    with open(path, "a+") as handle:
-        acquired = False
-        while True:
-            if cancel is not None and cancel.is_set():
-                break
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                acquired = True
-                break
-            except BlockingIOError:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            wait = min(_POLL_SECONDS, remaining)
-            if cancel is not None:
-                cancel.wait(wait)
-            else:
-                time.sleep(wait)
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 class _ProcessGroup:
     """The process group of one Terraform step (its id is the leader's pid)."""
 
@@ -625,25 +586,13 @@ class _ProcessGroup:
 
     def has_live_members(self) -> bool:
         """Whether any non-zombie process is still in the group."""
-        proc = Path("/proc")
-        if not proc.is_dir():  # not Linux: fall back to "does the group exist at all"
+        if not procfs.available():  # not Linux: fall back to "does the group exist at all"
             try:
                 os.killpg(self.pgid, 0)
             except ProcessLookupError:
                 return False
             return True
-        for entry in proc.iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # Fields after the parenthesised command: state, ppid, pgrp, ...
-            fields = stat[stat.rfind(")") + 2 :].split()
-            if len(fields) > 2 and int(fields[2]) == self.pgid and fields[0] not in "ZX":
-                return True
-        return False
+        return any(p.pgrp == self.pgid for p in procfs.live_processes())
 
     def wait_exited(self) -> None:
         """Blocks until the leader has exited, without reaping it."""

@@ -39,6 +39,8 @@ READY_TIMEOUT = 90.0
 MAX_RESTARTS = 5
 CRASH_WINDOW_SECONDS = 60.0
 
+# What a child prints once it is serving (the banner waits for these, so it comes last).
+READY_MARKERS = {"worker": " ready.", "beat": "beat: Starting..."}
 COLORS = {"web": "\033[36m", "worker": "\033[33m", "beat": "\033[35m", "devstack": "\033[1m"}
 
 _PR_SET_PDEATHSIG = 1
@@ -106,13 +108,18 @@ class Child:
             start_new_session=True,  # own group: the terminal's Ctrl-C reaches us, not them
             preexec_fn=_die_with_devstack,
         )
+        self.ready = threading.Event()
         self.relay = threading.Thread(target=self._relay, name=f"relay-{name}", daemon=True)
         self.relay.start()
 
     def _relay(self) -> None:
         assert self.proc.stdout is not None
+        marker = READY_MARKERS.get(self.name)
         for raw in iter(self.proc.stdout.readline, b""):
-            say(self.name, raw.decode("utf-8", "replace").rstrip("\n"))
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            say(self.name, line)
+            if marker and marker in line:
+                self.ready.set()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -131,23 +138,32 @@ class Child:
 
 
 def wait_for_web(url: str, children: list[Child], stopping: threading.Event) -> None:
-    """Print the banner once /healthz answers; warn if it never does."""
+    """Print the banner once /healthz answers and the worker and beat said they are ready;
+    warn if that does not happen within READY_TIMEOUT."""
     deadline = time.monotonic() + READY_TIMEOUT
+    web_up = False
     while time.monotonic() < deadline and not stopping.is_set():
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    banner(url)
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+        if not web_up:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                    web_up = response.status == 200
+            except (urllib.error.URLError, OSError):
+                pass
+        waiting = [c.name for c in list(children) if c.name in READY_MARKERS and not c.ready.is_set()]
+        if web_up and not waiting:
+            banner(url)
+            return
         time.sleep(0.25)
     if not stopping.is_set():
-        say("devstack", f"web did not answer {url}/healthz within {READY_TIMEOUT:.0f}s")
+        missing = [] if web_up else [f"web ({url}/healthz)"]
+        missing += [c.name for c in list(children) if c.name in READY_MARKERS and not c.ready.is_set()]
+        say("devstack", f"not ready within {READY_TIMEOUT:.0f}s: {', '.join(missing)}")
+        banner(url)
 
 
-def login_names() -> list[str]:
-    """Active users, admins first, as 'name (admin)' (passwords are printed once by seed_demo)."""
+def logins() -> list[str]:
+    """One line per active user (admins first): name, role and - where seed_demo generated it
+    and it still works - the password."""
     try:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
         sys.path.insert(0, str(ROOT))
@@ -155,26 +171,38 @@ def login_names() -> list[str]:
 
         django.setup()
         from django.contrib.auth import get_user_model
-
         from django.db import connections
 
-        users = get_user_model().objects.filter(is_active=True).order_by("-is_superuser", "username")
-        names = [f"{u.username} ({'admin' if u.is_superuser else 'user'})" for u in users[:10]]
+        from portal.management.commands.seed_demo import kept_logins
+
+        kept = kept_logins()
+        lines = []
+        for user in get_user_model().objects.filter(is_active=True).order_by("-is_superuser", "username")[:10]:
+            role = "admin" if user.is_superuser else "developer"
+            password = kept.get(user.username)
+            if password and user.check_password(password):
+                lines.append(f"{user.username} / {password}   ({role})")
+            else:
+                lines.append(f"{user.username}   ({role}; password: yours, or DEMO_*_PASSWORD when it was seeded)")
         connections.close_all()
-        return names
+        return lines
     except Exception as exc:  # the banner must never take the stack down
         return [f"(could not list users: {exc})"]
 
 
 def banner(url: str) -> None:
-    names = login_names()
+    """Printed last, once the web answers and the worker is ready, so it is what the
+    terminal shows."""
+    users = logins() or ["none yet (run: .venv/bin/python manage.py seed_demo)"]
     lines = [
         "",
-        f"Portal:  {url}/",
-        f"Admin:   {url}/admin/",
-        f"Logins:  {', '.join(names) if names else 'none yet (run: .venv/bin/python manage.py seed_demo)'}",
-        "         passwords: printed once by seed_demo, or DEMO_ADMIN_PASSWORD / DEMO_DEVELOPER_PASSWORD",
-        "Stop:    Ctrl-C",
+        "=" * 72,
+        f"Portal:   {url}/          (sign in at {url}/login/)",
+        f"Admin:    {url}/admin/",
+        f"Sign in:  {users[0]}",
+        *(f"          {line}" for line in users[1:]),
+        "Stop:     Ctrl-C",
+        "=" * 72,
         "",
     ]
     for line in lines:

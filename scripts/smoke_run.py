@@ -30,6 +30,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from provisioning import procfs  # noqa: E402 (the repository's own /proc scan)
+
 START_LIMIT = 240.0  # migrate + seed + three processes on a slow 2-core CI box
 STOP_LIMIT = 15.0
 # Variables that would steer `make run` away from the embedded default.
@@ -69,20 +72,7 @@ def status_of(url: str) -> int | None:
 def processes_of_run(var_dir: str) -> list[tuple[int, str]]:
     """(pid, command line) of every live process whose environment has this run's PORTAL_VAR_DIR."""
     marker = f"PORTAL_VAR_DIR={var_dir}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue  # a zombie is already dead; its parent just has not reaped it
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        found.append((int(entry.name), cmdline))
-    return found
+    return [(p.pid, p.cmdline()) for p in procfs.live_processes() if marker in p.environ()]
 
 
 def tail(path: Path, lines: int = 60) -> str:

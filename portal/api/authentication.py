@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from portal.models import ApiToken
-from portal.services.tokens import hash_key
+from portal.services.credentials import digest
 
 # `last_used_at` is for people ("is this token still in use?"): minute precision is plenty,
 # and writing it on every request would turn each GET into a write (a lock on SQLite).
@@ -30,7 +30,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Invalid token header: use 'Authorization: Token <key>'.")
         key = header[1].decode(errors="replace")
-        token = ApiToken.objects.select_related("user").filter(key_hash=hash_key(key)).first()
+        token = ApiToken.objects.select_related("user").filter(key_hash=digest(key)).first()
         now = timezone.now()
         if token is None or token.revoked_at or (token.expires_at and token.expires_at <= now):
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired token.")

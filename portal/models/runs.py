@@ -54,9 +54,8 @@ class RunStage(models.TextChoices):
     APPLY = "apply", "Apply"
     OUTPUTS = "outputs", "Outputs"
     DESTROY = "destroy", "Destroy"
-    # Only on runs finished before the stage reached was kept (older rows); a finished run
-    # now keeps the stage it reached, so its page shows where it stopped.
-    DONE = "done", "Done"
+    # A finished run keeps the stage it reached, so its page shows where it stopped (older
+    # rows that said "done" were given theirs back by migration 0005).
 
 
 class Run(models.Model):

@@ -7,7 +7,6 @@ safety net. No worker slot is spent waiting: a worker only gets a run that alrea
 """
 
 import logging
-import time
 
 from celery import current_app
 from django.db import transaction
@@ -16,6 +15,7 @@ from django.db.models import Q
 from portal.models import Run, RunStatus, SandboxAccount
 from portal.services import runs as transitions
 from portal.services.errors import TransitionLost
+from portal.services.outages import Outage
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +53,11 @@ def dispatch_account(account_id: int) -> list[int]:
     return promoted
 
 
-class _BrokerHealth:
-    """Logs a broker outage once when it starts and once when it ends."""
-
-    down_since: float | None = None
-
-    @classmethod
-    def failed(cls, exc: BaseException) -> None:
-        if cls.down_since is None:
-            cls.down_since = time.monotonic()
-            log.error("the broker refused a run (%s: %s); runs wait in the queue and are dispatched "
-                      "again once it is back (every reaper pass)", type(exc).__name__, exc)
-
-    @classmethod
-    def succeeded(cls) -> None:
-        if cls.down_since is not None:
-            log.warning("the broker is back after %.0fs; dispatching again", time.monotonic() - cls.down_since)
-            cls.down_since = None
+# Shared by every dispatcher in this process: the broker is one.
+_broker_outage = Outage(
+    "the broker", "runs wait in the queue and are dispatched again once it is back (every reaper pass)",
+    level=logging.ERROR,
+)
 
 
 def _send(run_ids: list[int]) -> None:
@@ -81,7 +69,7 @@ def _send(run_ids: list[int]) -> None:
         try:
             current_app.send_task(EXECUTE_RUN_TASK, args=(run_id,))
         except Exception as exc:  # kombu OperationalError, ConnectionError, ... whatever the broker says
-            _BrokerHealth.failed(exc)
+            _broker_outage.failed(exc)
             for unsent in run_ids[index:]:
                 try:
                     transitions.requeue_unclaimed_run(
@@ -92,7 +80,7 @@ def _send(run_ids: list[int]) -> None:
                 except Exception:
                     log.exception("run %s: could not put it back in the queue; the reaper will", unsent)
             return
-        _BrokerHealth.succeeded()
+        _broker_outage.succeeded()
 
 
 def queue_position(run: Run) -> int | None:

@@ -14,11 +14,9 @@ One runner owns start / try / finally / cleanup (STYLE rule 9).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
@@ -27,15 +25,16 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import Error as DatabaseFault
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 
 from portal.models import Run, RunEvent, RunKind, RunStage, RunStatus
-from portal.services import aws_accounts, local_accounts, workdirs
+from portal.services import aws_accounts, credentials, local_accounts, workdirs
 from portal.services import runs as transitions
 from portal.services import state as state_service
 from portal.services.catalog import get_pattern
 from portal.services.errors import ServiceError, TransitionLost
 from portal.services.events import append_events
+from portal.services.outages import Outage, reset_connection
 from provisioning.pipeline import Outcome, Pipeline
 from provisioning.redact import Redactor
 from provisioning.terraform import StepResult, TerraformEvent, TerraformSettings
@@ -61,10 +60,6 @@ def terraform_settings() -> TerraformSettings:
         provider_mirror_dir=Path(mirror) if mirror else None,
         grace_seconds=settings.TERRAFORM_GRACE_SECONDS,
     )
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class RunRecorder:
@@ -96,7 +91,7 @@ class RunRecorder:
         self.fields: dict = {}  # Run columns to update, newest value wins
         self.commands: list[dict] = list(run.commands or [])
         self.lost = False
-        self.outage = Outage(f"run {run.pk}")
+        self.outage = Outage(f"run {run.pk}: the database", "keeping what cannot be written")
 
     # -- buffering ---------------------------------------------------------------------------
 
@@ -277,35 +272,6 @@ class RunRecorder:
         return True
 
 
-class Outage:
-    """Logs a database outage once when it starts and once when it ends (not every 0.5 s)."""
-
-    def __init__(self, what: str):
-        self.what = what
-        self.since: float | None = None
-
-    def failed(self, exc: BaseException) -> None:
-        if self.since is None:
-            self.since = time.monotonic()
-            log.warning("%s: database unavailable, keeping what cannot be written (%s)", self.what, str(exc).strip()[:200])
-
-    def succeeded(self) -> bool:
-        """True when this success ends an outage."""
-        if self.since is None:
-            return False
-        log.warning("%s: database back after %.1fs", self.what, time.monotonic() - self.since)
-        self.since = None
-        return True
-
-
-def reset_connection() -> None:
-    """Drop this thread's database connection so the next query opens a fresh one."""
-    try:
-        connection.close()
-    except DatabaseFault:
-        pass
-
-
 class Watchdog(threading.Thread):
     """Flushes the recorder, renews the run's lease and turns a cancel request into `cancel`.
 
@@ -325,7 +291,7 @@ class Watchdog(threading.Thread):
         self.stopped = threading.Event()
         self.lost = False
         self.renew_every = max(1.0, settings.RUN_LEASE_SECONDS / 3)
-        self.outage = Outage(f"watchdog of run {run_id}")
+        self.outage = Outage(f"watchdog of run {run_id}: the database", "the lease is renewed once it is back")
 
     def run(self) -> None:
         last_renew = time.monotonic()
@@ -393,9 +359,9 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
     try:
         if run.cancel_requested_at:
             cancel.set()
-        token = secrets.token_urlsafe(32)
+        token = credentials.new_secret()
         redactor.add(token)
-        if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, worker=worker).update(state_token_hash=hash_token(token)):
+        if not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, worker=worker).update(state_token_hash=credentials.digest(token)):
             raise TransitionLost(f"run {run.pk} is no longer running on {worker}")
         env = state_backend_env(run, token)
         watchdog.start()
@@ -501,7 +467,7 @@ def _until_database_answers(call, wait: float | None = None):
 
 def _after_aws_run(run: Run, outcome: Outcome, recorder: RunRecorder) -> None:
     """DNS records after a create, tagged leftovers after a destroy: reported, never fatal."""
-    from provisioning.aws import AwsCheckError
+    from provisioning.aws.checks import AwsCheckError
 
     try:
         if run.kind == RunKind.CREATE:

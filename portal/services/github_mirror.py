@@ -31,7 +31,6 @@ Must not import views, the API or Celery tasks at module level.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import threading
@@ -49,6 +48,7 @@ from django.utils import timezone
 from portal.models import Environment, GitHubMirror, Run, RunEvent, RunKind, RunStage, RunStatus
 from portal.models.runs import TERMINAL, UNFINISHED
 from portal.services.events import system_event
+from provisioning.locks import exclusive_lock
 from provisioning.github import GitHubError, GitHubMirrorClient, RateLimited
 from provisioning.redact import Redactor
 
@@ -213,17 +213,10 @@ def _exclusive(request_run_id: int) -> Iterator[None]:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, request_run_id % 2**31])
         return
-    folder = Path(settings.VAR_DIR) / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"github-mirror-{request_run_id}.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise MirrorBusy(f"run {request_run_id} is being synced by another process") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(Path(settings.VAR_DIR) / "locks" / f"github-mirror-{request_run_id}.lock", timeout=0) as held:
+        if not held:
+            raise MirrorBusy(f"run {request_run_id} is being synced by another process")
+        yield
 
 
 def _save(mirror: GitHubMirror, **changes) -> None:

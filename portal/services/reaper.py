@@ -106,7 +106,8 @@ class ReaperThread(threading.Thread):
 
     def run(self) -> None:
         from django.db import Error as DatabaseFault
-        from django.db import connection
+
+        from portal.services.outages import reset_connection
 
         log.info("reaper: running in this process every %.1fs", self.interval)
         while not self.stopped.wait(self.interval):
@@ -114,10 +115,7 @@ class ReaperThread(threading.Thread):
                 reap_expired()
             except DatabaseFault as exc:
                 log.warning("reaper: database unavailable (%s); next pass in %.0fs", str(exc).strip()[:200], self.interval)
-                try:
-                    connection.close()
-                except DatabaseFault:
-                    pass
+                reset_connection()
             except Exception:
                 log.exception("reaper pass failed")
 

@@ -36,9 +36,8 @@ from portal.services import effects
 from portal.services.errors import TransitionLost
 from portal.services.events import append_events, system_event
 
-# Stages after which Terraform may have created something (DONE: rows finished before the
-# reached stage was kept).
-_MAY_HAVE_CREATED = {RunStage.APPLY, RunStage.OUTPUTS, RunStage.DONE}
+# Stages after which Terraform may have created something.
+_MAY_HAVE_CREATED = {RunStage.APPLY, RunStage.OUTPUTS}
 # What the environment is while a run of each kind is queued or running.
 _ENVIRONMENT_WHILE = {
     RunKind.CREATE: EnvironmentStatus.PROVISIONING,

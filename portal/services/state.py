@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 import re
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from portal.models import Run, RunStatus, StateLock, StateLockRelease, StateVersion
+from portal.services import credentials
 
 
 def max_state_bytes() -> int:
@@ -53,8 +53,7 @@ def authenticate(environment_id: int, authorization: str | None) -> Run | None:
     ).exclude(state_token_hash="").first()
     if run is None:
         return None
-    supplied = hashlib.sha256(password.encode()).hexdigest()
-    return run if hmac.compare_digest(supplied, run.state_token_hash) else None
+    return run if credentials.matches(password, run.state_token_hash) else None
 
 
 def read_state(environment_id: int) -> StateReply:

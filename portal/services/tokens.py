@@ -7,13 +7,11 @@ exists in the return value of `create_token` and nowhere else.
 Must not import `portal.api` or `portal.web`: they call this module, not the other way round.
 """
 
-import hashlib
-import secrets
-
 from django.db import transaction
 from django.utils import timezone
 
 from portal.models import ApiToken
+from portal.services.credentials import digest, new_secret
 from portal.services.errors import InvalidRequest, NotAllowed
 
 KEY_PREFIX = "sbx_"
@@ -21,11 +19,6 @@ KEY_PREFIX = "sbx_"
 # ("sbx_AbCd…"); 8 characters = "sbx_" + 4 random ones, far too few to guess the rest.
 SHOWN_PREFIX_LENGTH = 8
 NAME_MAX_LENGTH = ApiToken._meta.get_field("name").max_length
-
-
-def hash_key(key: str) -> str:
-    """The stored form of a key (sha256 hex). `ApiTokenAuthentication` looks keys up by it."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def create_token(*, user, name: str, expires_at=None) -> tuple[ApiToken, str]:
@@ -48,12 +41,12 @@ def create_token(*, user, name: str, expires_at=None) -> tuple[ApiToken, str]:
     if errors:
         field = next(iter(errors))
         raise InvalidRequest(errors[field], field=field, errors=errors)
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = new_secret(KEY_PREFIX)
     token = ApiToken.objects.create(
         user=user,
         name=name,
         prefix=key[:SHOWN_PREFIX_LENGTH],
-        key_hash=hash_key(key),
+        key_hash=digest(key),
         expires_at=expires_at,
     )
     return token, key

@@ -12,11 +12,12 @@ import json
 import logging
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from portal.services import state
+from portal.services.outages import reset_connection
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,7 @@ def state_endpoint(request, environment_id: int):
         return _state_endpoint(request, environment_id)
     except DatabaseError as exc:
         log.warning("state endpoint of environment %s: database unavailable (%s)", environment_id, exc)
-        try:
-            connection.close()  # the next request starts with a fresh connection
-        except DatabaseError:
-            pass
+        reset_connection()  # the next request starts with a fresh connection
         response = HttpResponse("the database is unavailable; retry", status=503, content_type="text/plain")
         # Terraform's retry client honours Retry-After on 503 instead of its own backoff: use
         # the backoff's cap, so TF_HTTP_RETRY_MAX retries still span the whole window.

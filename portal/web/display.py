@@ -86,8 +86,6 @@ def stage_bar(run: Run) -> list[dict]:
     keys = [key for key, _ in steps]
     if run.stage in (RunStage.QUEUED, RunStage.DISPATCHED):
         reached = "queued"
-    elif run.stage == RunStage.DONE:
-        reached = keys[-1]  # older rows, finished before the reached stage was kept
     else:
         reached = run.stage
     if reached not in keys:

@@ -12,6 +12,7 @@ from django.conf import settings
 from portal.models import Environment, Run, RunStage, RunStatus, StateLock, StateVersion
 from portal.services import environments
 from portal.services.dispatch import queue_position
+from provisioning import procfs
 from portal.services.reaper import reap_expired
 from tests.factories import make_account, make_department, make_pool, make_product, make_user
 from tests.waiting import wait_for_environment, wait_until
@@ -44,19 +45,7 @@ def in_apply(run_id):
     return run if run.stage == RunStage.APPLY and run.resources_done >= 1 else None
 
 
-def live_members(pgid):
-    """Processes of a process group that are still running (zombies are already dead)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+live_members = procfs.group_members
 
 
 def terraform_pgids(run):
@@ -67,18 +56,7 @@ def processes_of_run(run):
     """Live processes working in the run's folder: Terraform and its provisioners (the step
     still running is not yet in `commands`, so its process group is found this way)."""
     root = str(Path(settings.RUN_WORKDIR_ROOT).resolve() / f"run-{run.pk}-")
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if cwd.startswith(root) and state != "Z":
-            found.append(int(entry.name))
-    return found
+    return [p.pid for p in procfs.live_processes() if p.cwd().startswith(root)]
 
 
 def test_cancel_stops_a_running_apply_within_the_grace_period(world):

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from portal.management.commands.seed_demo import seed_demo_data
+from portal.management.commands.seed_demo import kept_logins, seed_demo_data
 from portal.models import CidrPool, Department, Product, SandboxAccount
 from tests.factories import make_pool
 
@@ -102,6 +102,24 @@ def test_it_prints_a_generated_password_once():
         assert len(password) >= 16
         assert User.objects.get(username=username).check_password(password)
         assert seed().count(password) == 0
+
+
+def test_generated_passwords_are_kept_for_the_banner_readable_by_the_owner_only(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    output = seed()
+    kept = kept_logins()
+    assert set(kept) == {"admin", "developer"}
+    assert all(f"generated password {password} (also in {tmp_path / 'demo-logins.txt'}" in output for password in kept.values())
+    assert (tmp_path / "demo-logins.txt").stat().st_mode & 0o777 == 0o600
+    seed()  # nothing new is generated, nothing is added
+    assert kept_logins() == kept and len((tmp_path / "demo-logins.txt").read_text().splitlines()) == 2
+
+
+def test_passwords_from_the_environment_are_not_kept(settings, tmp_path, monkeypatch):
+    settings.VAR_DIR = tmp_path
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "admin-from-env-1")
+    seed()
+    assert set(kept_logins()) == {"developer"}
 
 
 def test_it_leaves_an_existing_users_password_alone(monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 
 from portal.models import RunStatus, StateLock, StateLockRelease, StateVersion
 from portal.services import state
-from portal.services.execution import hash_token
+from portal.services.credentials import digest
 from tests.factories import lock_info, make_environment, make_run, make_state_lock, make_superuser
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ def auth(run, token=TOKEN):
 @pytest.fixture
 def run():
     environment = make_environment(status="provisioning")
-    return make_run(environment, status=RunStatus.RUNNING, state_token_hash=hash_token(TOKEN))
+    return make_run(environment, status=RunStatus.RUNNING, state_token_hash=digest(TOKEN))
 
 
 def url(run):

@@ -19,7 +19,8 @@ from django.utils import timezone
 from portal.models import EnvironmentStatus, ReaperPass, Run, RunEvent, RunKind, RunStatus, StateVersion
 from portal.services import runs as transitions
 from portal.services import state, workdirs
-from portal.services.execution import RunRecorder, hash_token
+from portal.services.credentials import digest
+from portal.services.execution import RunRecorder
 from portal.services.reaper import reap_expired
 from tests.factories import lock_info, make_environment, make_run, make_state_lock, make_state_version
 from tests.portal.test_state_backend import TOKEN, auth
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def run():
     environment = make_environment(status="provisioning")
-    return make_run(environment, status=RunStatus.RUNNING, state_token_hash=hash_token(TOKEN), worker="host:1")
+    return make_run(environment, status=RunStatus.RUNNING, state_token_hash=digest(TOKEN), worker="host:1")
 
 
 def document(serial=1, lineage="lin-1", resources=0, padding=0):

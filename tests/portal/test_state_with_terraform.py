@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from portal.models import RunStatus, StateLock, StateVersion
-from portal.services.execution import hash_token
+from portal.services.credentials import digest
 from provisioning.redact import Redactor
 from provisioning.terraform import TerraformRunner, TerraformSettings
 from tests.factories import lock_info, make_environment, make_run, make_state_lock
@@ -39,7 +39,7 @@ def environment(web_server):
 
 
 def credential(environment, token="tok-" + "x" * 40):
-    run = make_run(environment, status=RunStatus.RUNNING, state_token_hash=hash_token(token))
+    run = make_run(environment, status=RunStatus.RUNNING, state_token_hash=digest(token))
     return run, token
 
 

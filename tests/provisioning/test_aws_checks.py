@@ -15,20 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # with `-p no:django` nothing else puts the repository root on sys.path
     sys.path.insert(0, str(ROOT))
 
-from provisioning.aws import (  # noqa: E402
-    TAG_ENVIRONMENT,
-    TAG_PORTAL,
-    AwsCheckError,
-    AwsTarget,
-    assume,
-    base_session,
-    check_dns_records,
-    find_orphans,
-    portal_default_tags,
-    preflight,
-    sanitise_session_name,
-)
-from provisioning.aws import _hosted_zones as hosted_zones  # noqa: E402
+from provisioning.aws.checks import AwsCheckError, check_dns_records, find_orphans, preflight  # noqa: E402
+from provisioning.aws.checks import _hosted_zones as hosted_zones  # noqa: E402
+from provisioning.aws.provider import TAG_ENVIRONMENT, TAG_PORTAL, portal_default_tags  # noqa: E402
+from provisioning.aws.session import AwsTarget, assume, base_session, sanitise_session_name  # noqa: E402
 from tests.moto_server import DEFAULT_ACCOUNT, DUMMY_CREDENTIALS, aws, moto_server  # noqa: E402, F401
 from tests.processes import free_port  # noqa: E402
 

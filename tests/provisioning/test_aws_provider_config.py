@@ -1,4 +1,4 @@
-"""Tests for provisioning.aws.provider_config (the generated portal_provider.tf) and the
+"""Tests for provisioning.aws.provider.provider_config (the generated portal_provider.tf) and the
 sanitising of IAM names and tags it relies on. No AWS needed: the text is parsed with
 python-hcl2 and its values compared with the inputs."""
 
@@ -14,21 +14,19 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # with `-p no:django` nothing else puts the repository root on sys.path
     sys.path.insert(0, str(ROOT))
 
-from provisioning.aws import (  # noqa: E402
+from provisioning.aws.provider import (  # noqa: E402
     PROVIDER_FILE,
     TAG_ENVIRONMENT,
     TAG_PORTAL,
     TAG_PRODUCT,
     TAG_REQUESTER,
     TAG_RUN,
-    AwsTarget,
     portal_default_tags,
     provider_config,
-    sanitise_session_name,
-    sanitise_source_identity,
     sanitise_tag_key,
     sanitise_tag_value,
 )
+from provisioning.aws.session import AwsTarget, sanitise_session_name, sanitise_source_identity  # noqa: E402
 from provisioning.render import RenderError, parse_workspace  # noqa: E402
 
 _VALUE_OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 import provisioning
+from provisioning import procfs
+from provisioning.locks import exclusive_lock
 from provisioning.redact import REDACTED, Redactor
 from provisioning.terraform import (
     TFEXEC_CONTROL_ARG,
@@ -19,7 +21,6 @@ from provisioning.terraform import (
     TerraformEvent,
     TerraformRunner,
     TerraformSettings,
-    exclusive_lock,
     plan_summary,
 )
 
@@ -74,36 +75,12 @@ def make_runner(workdir: Path, env=None, settings=None, **kwargs) -> TerraformRu
     return TerraformRunner(settings or TerraformSettings(), workdir, env or {}, **kwargs)
 
 
-def live_group_members(pgid: int) -> list[int]:
-    """Pids of processes (not zombies) in process group `pgid`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in "ZX":
-            pids.append(int(entry.name))
-    return pids
+live_group_members = procfs.group_members
 
 
 def processes_running(marker: str) -> list[int]:
     """Pids of live processes whose command line contains `marker`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in cmdline and state not in "ZX":
-            pids.append(int(entry.name))
-    return pids
+    return [p.pid for p in procfs.live_processes() if marker in p.cmdline()]
 
 
 def assert_nothing_left(result, pgid: int, marker: str) -> None:
@@ -565,7 +542,7 @@ def test_cancel_while_waiting_for_the_init_lock_does_not_start_init(tmp_path):
 def test_init_without_providers_to_install_takes_no_cache_lock(tmp_path):
     """A workspace of built-in resources installs nothing, so parallel inits need not queue."""
     from provisioning.pipeline import installs_providers
-    from provisioning.terraform import exclusive_lock
+    from provisioning.locks import exclusive_lock
 
     assert installs_providers({"main.tf": 'resource "terraform_data" "a" {}\n'}) is False
     assert installs_providers({"main.tf": 'resource "aws_s3_bucket" "a" {}\n'}) is True

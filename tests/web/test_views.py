@@ -612,13 +612,6 @@ def test_a_failed_create_links_its_rollback_and_polls_until_the_rollback_ends(cl
     assert '<span id="run-rollback-status"><span class="badge badge--ok" data-status="succeeded">' in oob
 
 
-def test_an_older_finished_run_whose_stage_reads_done_still_shows_its_stage_bar(client, world):
-    run = make_run(make_environment(world.product, status="failed"), status=RunStatus.FAILED, stage="done")
-    html = text(login(client, world.owner).get(reverse("run-detail", args=[run.pk])))
-    assert html.count('class="stage stage--done"') == 6 and '<li class="stage stage--failed" data-step="finish"' in html
-    assert ">Finished</span>" in html and "hx-get" not in html
-
-
 def test_a_queued_run_shows_its_place_in_the_queue_and_the_expected_wait(client, world):
     world.account.max_concurrent_runs = 1
     world.account.save()

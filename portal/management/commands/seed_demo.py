@@ -4,13 +4,18 @@ pools, products, an admin and a developer), created once.
 Idempotent: rows are looked up by their natural key and only missing ones are created;
 existing rows (and users' passwords) are never changed, so a re-run writes nothing.
 Passwords come from DEMO_ADMIN_PASSWORD / DEMO_DEVELOPER_PASSWORD, otherwise they are
-generated and printed once, when the user is created.
+generated, printed when the user is created, and kept in `VAR_DIR/demo-logins.txt`
+(readable by its owner only, as Jenkins keeps its initial admin password) so `make run`'s
+banner can show them again after the start-up logs have scrolled them away. Sign in and
+change them, or set the variables, before the portal is reachable by anyone else.
 """
 
 import os
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -123,6 +128,30 @@ def _ensure_user(result: SeedResult, username: str, env_var: str, *, superuser: 
     return user
 
 
+def logins_file() -> Path:
+    return Path(settings.VAR_DIR) / "demo-logins.txt"
+
+
+def keep_generated_logins(users: list[SeededUser]) -> None:
+    """Add `username password` lines for users just created with a generated password; the
+    file is created readable by its owner only."""
+    path = logins_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(descriptor, "a") as handle:
+        for user in users:
+            handle.write(f"{user.username} {user.password}\n")
+
+
+def kept_logins() -> dict[str, str]:
+    """username -> generated password, as kept by `keep_generated_logins` (latest wins)."""
+    try:
+        lines = logins_file().read_text().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split(" ", 1) for line in lines if " " in line)
+
+
 @transaction.atomic
 def seed_demo_data() -> SeedResult:
     """Create whatever of the demo world is missing; change nothing that exists.
@@ -192,10 +221,13 @@ class Command(BaseCommand):
                 self.stdout.write(
                     self.style.WARNING(
                         f"User {user.username!r} created with the generated password {user.password} "
-                        "(shown only this once)."
+                        f"(also in {logins_file()}, for the banner of make run)."
                     )
                 )
             else:
                 self.stdout.write(f"User {user.username!r} created with the password from {user.password_source}.")
+        generated = [user for user in result.users if user.created and user.password is not None]
+        if generated:
+            keep_generated_logins(generated)
         if not result.changed_anything:
             self.stdout.write("Nothing to do: the demo data is already present.")
