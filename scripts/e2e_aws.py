@@ -74,6 +74,7 @@ def main() -> int:
     from django.contrib.auth.models import User
 
     from portal.models import Department, Environment, Product, SandboxAccount
+    from portal.models.cmdb import ENVIRONMENT_DELETABLE
     from portal.models.runs import UNFINISHED
     from portal.selectors import run_events_after
     from portal.services import environments
@@ -118,7 +119,7 @@ def main() -> int:
         print(f"create: {environment.status} {environment.status_reason}")
         fqdns = list(environment.endpoints.values_list("fqdn", flat=True))
         print(f"endpoints: {fqdns}")
-        if environment.status in ("ready", "incomplete", "rollback_failed", "delete_failed"):
+        if environment.status in ENVIRONMENT_DELETABLE:
             run = environments.request_delete(user=user, environment=environment)
             deleted, environment = follow(run, "deleted")
             print(f"delete: {environment.status}; orphans: {environment.orphans}")

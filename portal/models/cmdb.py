@@ -200,6 +200,9 @@ ENVIRONMENT_NEEDS_ATTENTION = frozenset(
 )
 # DELETABLE: a destroy may be queued (the stored code and state say what to destroy).
 ENVIRONMENT_DELETABLE = ENVIRONMENT_NEEDS_ATTENTION | {EnvironmentStatus.READY, EnvironmentStatus.FAILED}
+# CLAIMS_NOTHING: the status says no resource of it exists (nothing was created, or all of it
+# was destroyed); the transitions give it only when the stored state is empty.
+ENVIRONMENT_CLAIMS_NOTHING = frozenset({EnvironmentStatus.FAILED, EnvironmentStatus.DELETED})
 # SETTLED: no run is expected to change it by itself.
 ENVIRONMENT_SETTLED = frozenset(EnvironmentStatus) - ENVIRONMENT_BUSY
 

@@ -31,14 +31,13 @@ import time
 from django.conf import settings
 from django.db import connection
 
-from portal.models import Environment, EnvironmentStatus, Run, RunEvent, RunStatus, StateLock, StateVersion
+from portal.models import Environment, EnvironmentStatus, Run, RunEvent, StateLock, StateVersion
+from portal.models.cmdb import ENVIRONMENT_BUSY, ENVIRONMENT_CLAIMS_NOTHING, ENVIRONMENT_NEEDS_ATTENTION
 from portal.models.runs import UNFINISHED
 from provisioning.localcloud import existing_resources
 from tests.faults.report import REPORT, ScenarioResult
 
 RESOURCES = ("database", "dns_record", "image_repository", "listener_rule", "load_balancer", "network", "service")
-TRANSITIONAL = {EnvironmentStatus.PROVISIONING, EnvironmentStatus.DELETING}
-NEEDS_COUNT = {EnvironmentStatus.INCOMPLETE, EnvironmentStatus.ROLLBACK_FAILED, EnvironmentStatus.DELETE_FAILED}
 COUNT_RE = re.compile(r"the stored state lists (\d+) resource\(s\)", re.I)
 UNKNOWN_RE = re.compile(r"state unknown", re.I)
 CLAIM_RE = re.compile(r"\b(destroyed|rolled back|nothing was created|empty)\b", re.I)
@@ -102,7 +101,7 @@ def settle(env_id: int, timeout: float = SETTLE_TIMEOUT, *, beat=None) -> Enviro
     while True:
         env = Environment.objects.get(pk=env_id)
         busy = Run.objects.filter(environment_id=env_id, status__in=UNFINISHED).exists()
-        if not busy and env.status not in TRANSITIONAL:
+        if not busy and env.status not in ENVIRONMENT_BUSY:
             return env
         if time.monotonic() > deadline:
             return env
@@ -123,11 +122,11 @@ def check(env_id: int, result: ScenarioResult, *, phase: str) -> Environment:
     if lost:
         result.states_lost.append(f"{tag}: {', '.join(lost)} exist(s) but the stored state lists only {stored or 'nothing'}")
 
-    if env.status in (EnvironmentStatus.DELETED, EnvironmentStatus.FAILED) and (stored or existing):
+    if env.status in ENVIRONMENT_CLAIMS_NOTHING and (stored or existing):
         result.false_claims.append(f"{tag} ({env.status_reason!r}) but stored={stored} footprint={existing}")
     if env.status == EnvironmentStatus.READY and set(RESOURCES) - set(stored):
         result.false_claims.append(f"{tag} but the stored state lacks {sorted(set(RESOURCES) - set(stored))}")
-    if env.status in NEEDS_COUNT:
+    if env.status in ENVIRONMENT_NEEDS_ATTENTION:
         match = COUNT_RE.search(env.status_reason or "")
         if match:
             said = int(match.group(1))
@@ -153,7 +152,7 @@ def check(env_id: int, result: ScenarioResult, *, phase: str) -> Environment:
             result.problems.append(f"{tag}: run #{run.pk} events {len(seqs)} (missing {missing[:10]}), last_event_seq {run.last_event_seq}")
         if run.status in UNFINISHED:
             result.problems.append(f"{tag}: run #{run.pk} {run.kind} still {run.status}/{run.stage}")
-    if env.status in TRANSITIONAL:
+    if env.status in ENVIRONMENT_BUSY:
         result.problems.append(f"{tag}: stuck ({env.status_reason!r})")
     if StateLock.objects.filter(environment_id=env_id).exists() and not any(r.status in UNFINISHED for r in runs):
         result.problems.append(f"{tag}: a state lock is left with no run active")
