@@ -95,7 +95,7 @@ class PortalAutoSchema(AutoSchema):
     """drf-spectacular's AutoSchema plus the error responses each operation can produce and
     the Idempotency-Key header on the operations that honour it.
 
-    Fields of full_clean serializers (api.serializers.FullCleanModelSerializer) carry no
+    Fields of full_clean serializers (api.serializers.fields.FullCleanModelSerializer) carry no
     validators of their own - the model's `full_clean()` checks them, in the admin's words -
     so their constraints (required text, pattern, length) are read from the model field here,
     and slug references get the constraints of the slug they name: the schema states what the
