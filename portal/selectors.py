@@ -117,6 +117,16 @@ def endpoints():
     ).order_by("fqdn", "id")
 
 
+def endpoint_owning(fqdn: str) -> Endpoint | None:
+    """The live endpoint with this (normalised) FQDN, its owners joined; None when free."""
+    return endpoints().filter(fqdn=fqdn, released_at__isnull=True).first()
+
+
+def endpoint_last_released(fqdn: str) -> Endpoint | None:
+    """The endpoint that held this FQDN last, for "it belonged to ... until ..."."""
+    return endpoints().filter(fqdn=fqdn, released_at__isnull=False).order_by("-released_at", "-id").first()
+
+
 def fqdn_holders(fqdns: list[str]) -> dict[str, str]:
     """For each of `fqdns` held by a live endpoint now: `product/name` of its environment."""
     held = (

@@ -329,9 +329,9 @@ class EndpointViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyModel
         if "\x00" in fqdn:
             raise ValidationError({"fqdn": ["Null characters are not allowed."]})
         fqdn = normalise_fqdn(fqdn)
-        endpoint = selectors.endpoints().filter(fqdn=fqdn, released_at__isnull=True).first()
+        endpoint = selectors.endpoint_owning(fqdn)
         if endpoint is None:
-            previous = selectors.endpoints().filter(fqdn=fqdn).order_by("-released_at", "-id").first()
+            previous = selectors.endpoint_last_released(fqdn)
             message = f"No live environment owns {fqdn}."
             if previous is not None:
                 message += (

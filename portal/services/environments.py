@@ -15,7 +15,7 @@ from portal.services import runs as transitions
 from portal.services.allocation import allocate_cidr, allocate_listener_priority
 from portal.services.errors import Conflict, InvalidRequest
 from portal.services.permissions import require_product
-from portal.services.preflight import check_request, name_taken
+from portal.services.preflight import RequestCheck, check_request, name_taken
 from provisioning.render import RenderError, render_workspace
 
 # Terraform's state lives in the portal; every connection detail and credential arrives via
@@ -54,16 +54,19 @@ def request_create(
     name: str | None = None,
     parameters: dict | None = None,
     account: SandboxAccount | None = None,
+    checked: RequestCheck | None = None,
 ) -> Run:
     """Check, allocate, render and queue a create run; returns the queued run.
 
     Every problem of the request is found by the pre-flight check before anything is
     written (and refused all at once), and all writes are one transaction: a refused request
     leaves no trace, an accepted one is complete. The name check is repeated under the
-    account lock, and the database's constraint decides a race.
+    account lock, and the database's constraint decides a race. `checked`: the caller's own
+    pre-flight check of this very request (the create page's), used instead of a second one.
     """
     require_product(user, product, "create")
-    check = check_request(product=product, pattern_slug=pattern_slug, name=name, parameters=parameters, account=account)
+    request = {"product": product, "pattern_slug": pattern_slug, "name": name, "parameters": parameters, "account": account}
+    check = checked if checked is not None and checked.answers(**request) else check_request(**request)
     check.raise_if_refused()
     pattern, account, name, params = check.pattern, check.account, check.name, check.parameters
 

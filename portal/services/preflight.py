@@ -13,6 +13,7 @@ first by the callers. Must not import views, the API or Celery tasks.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -52,6 +53,7 @@ class RequestCheck:
     problems: list[Problem] = field(default_factory=list)
     fqdns: list[str] = field(default_factory=list)
     free_networks: int | None = None
+    asked: tuple = ()  # the request as given (see `answers`)
 
     @cached_property
     def load(self) -> dict | None:
@@ -62,6 +64,11 @@ class RequestCheck:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def answers(self, **request) -> bool:
+        """Whether this check was made for exactly this request (`check_request`'s keywords),
+        so a caller that already checked it need not check again."""
+        return self.asked == _asked(**request)
 
     def add(self, key: str, message: str, *, conflict: bool = False) -> None:
         self.problems.append(Problem(key, message, conflict))
@@ -139,8 +146,9 @@ def check_request(
     `parameter_problems`: what the caller's own parsing already refused (a form field that
     is not a number, ...); those parameters are not validated again, the rest are.
     """
+    asked = _asked(product=product, pattern_slug=pattern_slug, name=name, parameters=parameters, account=account)
     name = (name or "").strip() or suggest_name(product)
-    check = RequestCheck(product=product, name=name)
+    check = RequestCheck(product=product, name=name, asked=asked)
 
     if not NAME_RE.match(name):
         check.add("name", NAME_RULE)
@@ -173,6 +181,13 @@ def check_request(
     if pattern is not None and account is not None and check.parameters is not None and NAME_RE.match(name):
         _check_fqdns(check, pattern, account)
     return check
+
+
+def _asked(*, product, pattern_slug, name, parameters, account) -> tuple:
+    return (
+        product.pk, pattern_slug or "", (name or "").strip(),
+        json.dumps(parameters or {}, sort_keys=True, default=str), account.pk if account is not None else None,
+    )
 
 
 def _check_parameters(check: RequestCheck, pattern: Pattern, parameters: dict, already: dict[str, str]) -> None:

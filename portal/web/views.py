@@ -219,6 +219,7 @@ def environment_create(request):
                     name=data["name"],
                     parameters=page.parameter_form.parameters(),
                     account=data["account"],
+                    checked=check,
                 )
             except ServiceError as exc:
                 apply_service_error(exc, page.form, page.parameter_form)

@@ -139,3 +139,22 @@ def test_the_portal_passes_the_context_shape_patterns_are_checked_with(world):
     assert set(real) == set(placeholder)
     for key in ("environment", "account", "network", "allocations"):
         assert set(real[key]) == set(placeholder[key]), key
+
+
+def test_a_callers_own_check_is_used_only_for_the_request_it_checked(world, django_capture_on_commit_callbacks):
+    from portal.services.preflight import check_request
+
+    checked = check_request(product=world["product"], pattern_slug="demo-ecs", name="dev", parameters={"delay_seconds": 2})
+    assert checked.ok and checked.answers(
+        product=world["product"], pattern_slug="demo-ecs", name=" dev ", parameters={"delay_seconds": 2}, account=None
+    )
+    # An ok check of another request never lets this one skip its own check.
+    with pytest.raises(InvalidRequest) as refused:
+        create(world, name="Bad_Name", parameters={"delay_seconds": 2}, checked=checked)
+    assert set(refused.value.errors) == {"name"}
+    with pytest.raises(InvalidRequest):
+        create(world, name="dev", parameters={"delay_seconds": -5}, checked=checked)
+    assert Environment.objects.count() == 0
+    with django_capture_on_commit_callbacks(execute=False):
+        run = create(world, name="dev", parameters={"delay_seconds": 2}, checked=checked)
+    assert run.environment.name == "dev"
