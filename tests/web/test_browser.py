@@ -170,7 +170,8 @@ def test_refusals_are_explained_in_the_browser(page, portal):
     assert navigations.count == 0
     assert page.input_value("#id_param-note") == "kept as typed" and page.input_value("#id_name") == "my-env"
     page.get_by_role("button", name="Create environment").click()
-    page.wait_for_selector("text=Some parameters are not valid.")
+    # One problem: the summary above the form names it, and the field shows it.
+    page.wait_for_selector("text=app_name: is not in the required form")
     assert "is not in the required form" in page.inner_text("#id_param-app_name_error")
     assert page.input_value("#id_param-note") == "kept as typed" and page.input_value("#id_name") == "my-env"
     assert not Environment.objects.filter(name="my-env").exists()
