@@ -157,10 +157,11 @@ def seed(rng: random.Random) -> tuple[str, list[str]]:
             "pattern_slug": "demo-ecs",
             "pattern_version": "1.0.0",
             "requested_by_id": environment.requested_by_id,
-            "stage": RunStage.DONE,
         }
-        runs.append(Run(kind=RunKind.CREATE, status=RunStatus.SUCCEEDED, resources_planned=7, resources_done=7, **common))
-        runs.append(Run(kind=RunKind.DESTROY, status=RunStatus.FAILED, explanation="destroy failed", **common))
+        runs.append(Run(kind=RunKind.CREATE, status=RunStatus.SUCCEEDED, stage=RunStage.OUTPUTS,
+                        resources_planned=7, resources_done=7, **common))
+        runs.append(Run(kind=RunKind.DESTROY, status=RunStatus.FAILED, stage=RunStage.DESTROY,
+                        explanation="destroy failed", **common))
     Run.objects.bulk_create(runs, batch_size=2000)
     _, key = create_token(user=users[0], name="bench")
     # Statistics, as autovacuum would gather them on a live database: without them the
