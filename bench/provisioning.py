@@ -58,6 +58,9 @@ def wait_ready(env_id, timeout=300.0):
     raise RuntimeError(f"environment {env_id} not ready after {timeout}s")
 
 
+RAW_STEPS: list[dict[str, float]] = []  # per-step seconds of each raw run, for the breakdown
+
+
 def raw_terraform(files: dict[str, str]) -> float:
     """init + plan + apply of the same workspace with a local backend, as a person would."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-raw-"))
@@ -68,14 +71,65 @@ def raw_terraform(files: dict[str, str]) -> float:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TF_IN_AUTOMATION": "1",
                "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1", "TF_CLI_CONFIG_FILE": "/dev/null"}
         started = time.monotonic()
+        steps = {}
         for args in (["init", "-input=false", "-json"],
                      ["plan", "-input=false", "-json", "-out=tfplan"],
                      ["apply", "-input=false", "-json", "-auto-approve", "tfplan"]):
+            step_started = time.monotonic()
             subprocess.run([sys.executable, "-I", str(TFEXEC), *args], cwd=workdir, env=env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            steps[args[0]] = round(time.monotonic() - step_started, 3)
+        RAW_STEPS.append(steps)
         return time.monotonic() - started
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def start_profilers(folder: str, pids: dict[str, int]) -> list[tuple[str, subprocess.Popen]]:
+    """`py-spy record` of each process and its children (collapsed stacks, idle frames left out)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).parent / "py-spy"
+    return [
+        (name, subprocess.Popen([str(spy), "record", "--pid", str(pid), "--subprocesses", "--rate", "250",
+                                 "--format", "raw", "--output", str(Path(folder) / f"{name}.collapsed")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for name, pid in pids.items()
+    ]
+
+
+def top_frames(collapsed: Path, limit: int = 12) -> list[list]:
+    """The functions most often on CPU (self time), as [function (file:line), share of samples]."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frame = stack.rsplit(";", 1)[-1]
+        own[frame] = own.get(frame, 0) + int(count)
+        total += int(count)
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:limit]
+    return [[frame, round(count / total, 3)] for frame, count in ranked] if total else []
+
+
+def stop_profilers(spies, folder: str, logs: Path) -> dict:
+    import signal as signals
+
+    for _, spy in spies:
+        spy.send_signal(signals.SIGINT)
+    for _, spy in spies:
+        spy.wait(timeout=60)
+    durations: dict[str, list[float]] = {}
+    for line in (logs / "web.log").read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[1].startswith("/state/") and parts[-1].isdigit():
+            durations.setdefault(parts[0], []).append(float(parts[-1]))
+    shutil.copy(logs / "web.log", Path(folder) / "web-access.log")
+    return {
+        "state_requests": {method: {"count": len(values), "median_ms": statistics.median(values), "max_ms": max(values)}
+                           for method, values in durations.items()},
+        "top_frames": {name: top_frames(Path(folder) / f"{name}.collapsed") for name, _ in spies},
+    }
 
 
 def main() -> None:
@@ -83,6 +137,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--latency-samples", type=int, default=20)
     parser.add_argument("--delay", type=int, default=5)
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the worker and the web server during (a), and "
+                        "log each state request's duration; collapsed stacks and the access log go to DIR")
     args = parser.parse_args()
 
     var = Path(tempfile.mkdtemp(prefix="bench-var-"))
@@ -130,6 +186,9 @@ def main() -> None:
     product = Product.objects.create(department=department, slug="bench", name="Bench")
 
     logs = var / "logs"
+    if args.profile:
+        # %(M)s: the request's duration in milliseconds, as gunicorn measured it.
+        env["GUNICORN_CMD_ARGS"] = '--access-logformat "%(m)s %(U)s %(s)s %(M)s"'
     web = gunicorn_process(env, logs, port=port)
     worker = CeleryWorker(env, logs, node_name="bench@%h", concurrency=4)
     web.start()
@@ -147,6 +206,7 @@ def main() -> None:
             wait_ready(create(account, 0).environment_id)
 
         # (a) overhead
+        spies = start_profilers(args.profile, {"worker": worker.pid, "web": web.pid}) if args.profile else []
         full, raw = [], []
         for _ in range(args.reps):
             started = time.monotonic()
@@ -154,6 +214,7 @@ def main() -> None:
             wait_ready(run.environment_id)
             full.append(time.monotonic() - started)
             raw.append(raw_terraform(Environment.objects.get(pk=run.environment_id).code_snapshot))
+        profile = stop_profilers(spies, args.profile, logs) if args.profile else None
         last = Run.objects.get(pk=run.pk)
         steps = {c["step"]: round(c["duration"], 3) for c in last.commands}
         first_start = last.commands[0]["started_at"]
@@ -165,6 +226,8 @@ def main() -> None:
                 "between_steps": round(last_end - first_start - sum(steps.values()), 3),
                 "last_terraform_to_finished": round(last.finished_at.timestamp() - last_end, 3),
             },
+            "last_raw_run_steps_s": RAW_STEPS[-1],
+            "profile": profile,
             "delay_seconds": args.delay,
             "reps": args.reps,
             "full_stack_s": [round(v, 3) for v in full],

@@ -48,19 +48,26 @@ def authenticate(environment_id: int, authorization: str | None) -> Run | None:
     # isascii: "run-²" passes isdigit() but not int().
     if not username.startswith("run-") or not (digits.isascii() and digits.isdigit()) or not password:
         return None
-    run = Run.objects.filter(
-        pk=int(username[4:]), environment_id=environment_id, status=RunStatus.RUNNING
-    ).exclude(state_token_hash="").first()
+    # Only the columns the check needs: a running run's row also holds its commands and plan
+    # (JSON, decoded on every load), which made authentication half of each request (issue 14).
+    run = (
+        Run.objects.filter(pk=int(digits), environment_id=environment_id, status=RunStatus.RUNNING)
+        .exclude(state_token_hash="")
+        .only("pk", "environment_id", "state_token_hash")
+        .first()
+    )
     if run is None:
         return None
     return run if credentials.matches(password, run.state_token_hash) else None
 
 
 def read_state(environment_id: int) -> StateReply:
-    latest = StateVersion.objects.filter(environment_id=environment_id).order_by("-id").first()
-    if latest is None:
+    content = (
+        StateVersion.objects.filter(environment_id=environment_id).order_by("-id").values_list("content", flat=True).first()
+    )
+    if content is None:
         return StateReply(204)
-    return StateReply(200, bytes(latest.content))
+    return StateReply(200, content)  # bytes (SQLite) or a memoryview (PostgreSQL): sent as is, not copied
 
 
 def latest_state(environment_id: int) -> dict | None:
@@ -140,28 +147,34 @@ def write_state(environment_id: int, run: Run, body: bytes, lock_id: str | None,
             expected = base64.b64decode(content_md5, validate=True)
         except (binascii.Error, ValueError):
             return StateReply(400, {"error": "Content-MD5 is not base64"})
-        if hashlib.md5(body).digest() != expected:
-            return StateReply(400, {"error": "body does not match Content-MD5"})
+    md5 = hashlib.md5(body)
+    if content_md5 and md5.digest() != expected:
+        return StateReply(400, {"error": "body does not match Content-MD5"})
     try:
         document = parse_state_document(body)
     except StateDocumentError as exc:
         return StateReply(400, {"error": str(exc)})
     with transaction.atomic():
-        lock = StateLock.objects.select_for_update().filter(environment_id=environment_id).first()
-        if lock is None or lock.lock_id != (lock_id or ""):
-            holder = lock.info if lock else None
-            return StateReply(423 if lock else 409, holder or {"error": "the state must be locked by the writer (?ID=<lock id>)"})
-        _store(environment_id, run.pk, body, document)
+        # The lock row is held (FOR UPDATE) until the version is stored: a force-unlock
+        # cannot slip in between the check and the write.
+        held = (
+            StateLock.objects.select_for_update().filter(environment_id=environment_id).values_list("lock_id", flat=True).first()
+        )
+        if held is None or held != (lock_id or ""):
+            holder = StateLock.objects.filter(environment_id=environment_id).values_list("info", flat=True).first()
+            return StateReply(423 if held else 409, holder or {"error": "the state must be locked by the writer (?ID=<lock id>)"})
+        _store(environment_id, run.pk, body, document, md5=md5.hexdigest())
     return StateReply(200)
 
 
-def _store(environment_id: int, run_id: int | None, body: bytes, document: StateDocument, recovered_from: str = "") -> StateVersion:
+def _store(environment_id: int, run_id: int | None, body: bytes, document: StateDocument, recovered_from: str = "",
+           *, md5: str | None = None) -> StateVersion:
     return StateVersion.objects.create(
         environment_id=environment_id,
         run_id=run_id,
         serial=document.serial,
         lineage=document.lineage,
-        md5=hashlib.md5(body).hexdigest(),
+        md5=md5 or hashlib.md5(body).hexdigest(),
         size=len(body),
         resource_count=document.resource_count,
         content=body,
@@ -200,7 +213,7 @@ def recover_state(environment_id: int, run_id: int, body: bytes, *, source: str)
                 raise RecoveryRefused(f"its lineage {document.lineage} is not the stored one ({latest.lineage})")
             if document.serial < latest.serial:
                 raise RecoveryRefused(f"its serial {document.serial} is older than the stored {latest.serial}")
-        return _store(environment_id, run_id, body, document, recovered_from=source[:300])
+        return _store(environment_id, run_id, body, document, recovered_from=source[:300], md5=md5)
 
 
 def lock_state(environment_id: int, run: Run, body: bytes) -> StateReply:
@@ -210,17 +223,15 @@ def lock_state(environment_id: int, run: Run, body: bytes) -> StateReply:
         lock_id = str(info["ID"])
     except (ValueError, KeyError, TypeError):
         return StateReply(400, {"error": "LOCK needs Terraform's lock-info JSON with an ID"})
+    # One indexed write: the unique environment column decides (no read first, no lock held).
     try:
-        with transaction.atomic():
-            existing = StateLock.objects.select_for_update().filter(environment_id=environment_id).first()
-            if existing is not None:
-                if existing.lock_id == lock_id:
-                    return StateReply(200)
-                return StateReply(423, existing.info)
-            StateLock.objects.create(environment_id=environment_id, lock_id=lock_id, info=info, run=run)
-    except IntegrityError:  # two LOCKs raced; the other one won
-        existing = StateLock.objects.filter(environment_id=environment_id).first()
-        return StateReply(423, existing.info if existing else {"error": "locked"})
+        with transaction.atomic():  # a savepoint when called inside a transaction
+            StateLock.objects.create(environment_id=environment_id, lock_id=lock_id, info=info, run_id=run.pk)
+    except IntegrityError:  # somebody holds it: the same lock again (a retried LOCK) is fine
+        existing = StateLock.objects.filter(environment_id=environment_id).values_list("lock_id", "info").first()
+        if existing is None:  # released meanwhile: Terraform retries the LOCK
+            return StateReply(423, {"error": "locked"})
+        return StateReply(200) if existing[0] == lock_id else StateReply(423, existing[1])
     return StateReply(200)
 
 
@@ -230,14 +241,12 @@ def unlock_state(environment_id: int, body: bytes) -> StateReply:
         lock_id = str(json.loads(body)["ID"]) if body else ""
     except (ValueError, KeyError, TypeError):
         return StateReply(400, {"error": "UNLOCK needs the lock-info JSON with an ID"})
-    with transaction.atomic():
-        existing = StateLock.objects.select_for_update().filter(environment_id=environment_id).first()
-        if existing is None:
-            return StateReply(200)
-        if existing.lock_id != lock_id:
-            return StateReply(423, existing.info)
-        existing.delete()
-    return StateReply(200)
+    # One indexed write: delete the lock if it is the caller's.
+    deleted, _ = StateLock.objects.filter(environment_id=environment_id, lock_id=lock_id).delete()
+    if deleted:
+        return StateReply(200)
+    existing = StateLock.objects.filter(environment_id=environment_id).values_list("info", flat=True).first()
+    return StateReply(200) if existing is None else StateReply(423, existing)
 
 
 def force_unlock(environment_id: int, *, user, reason: str) -> bool:

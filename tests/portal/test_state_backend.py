@@ -135,3 +135,49 @@ def test_force_unlock_is_recorded_with_who_and_why(run):
     assert (release.released_by, release.reason) == (admin, "worker host died")
     assert StateLock.objects.count() == 0
     assert state.force_unlock(run.environment_id, user=admin, reason="again") is False
+
+
+def _statements(captured) -> list[str]:
+    """The SQL a request ran, without transaction control (BEGIN, COMMIT, SAVEPOINT ...)."""
+    control = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].lstrip().upper().startswith(control)]
+
+
+def test_the_hot_path_reads_only_what_it_needs_and_locks_with_one_write(client, run):
+    """Terraform calls the endpoint several times per step (issue 14): authentication reads three
+    columns of the run (not its commands and plan), LOCK and UNLOCK are one indexed write each,
+    GET reads only the newest content."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    type(run).objects.filter(pk=run.pk).update(commands=[{"step": "init", "stdout": "x" * 10_000}], plan_summary={"add": 1})
+    info = json.dumps(lock_info("lock-1"))
+    with CaptureQueriesContext(connection) as locking:
+        assert client.generic("LOCK", url(run), info, content_type="application/json", HTTP_AUTHORIZATION=auth(run)).status_code == 200
+    authentication, *rest = _statements(locking)
+    assert '"commands"' not in authentication and '"plan_summary"' not in authentication
+    assert len(rest) == 1 and rest[0].startswith("INSERT INTO \"portal_statelock\"")
+
+    body = state_doc(serial=1)
+    assert client.generic("POST", url(run) + "?ID=lock-1", body, content_type="application/json",
+                          HTTP_AUTHORIZATION=auth(run)).status_code == 200
+    with CaptureQueriesContext(connection) as reading:
+        response = client.get(url(run), HTTP_AUTHORIZATION=auth(run))
+    assert response.status_code == 200 and response.content == body
+    assert len(_statements(reading)) == 2 and '"content"' in _statements(reading)[1] and '"serial"' not in _statements(reading)[1]
+
+    with CaptureQueriesContext(connection) as unlocking:
+        assert client.generic("UNLOCK", url(run), info, content_type="application/json", HTTP_AUTHORIZATION=auth(run)).status_code == 200
+    assert [sql.split()[0] for sql in _statements(unlocking)] == ["SELECT", "DELETE"]
+    assert not StateLock.objects.exists()
+
+
+def test_a_second_lock_is_refused_with_the_holder_and_a_repeated_one_is_fine(client, run):
+    first = json.dumps(lock_info("lock-1"))
+    assert client.generic("LOCK", url(run), first, content_type="application/json", HTTP_AUTHORIZATION=auth(run)).status_code == 200
+    assert client.generic("LOCK", url(run), first, content_type="application/json", HTTP_AUTHORIZATION=auth(run)).status_code == 200
+    other = client.generic("LOCK", url(run), json.dumps(lock_info("lock-2")), content_type="application/json", HTTP_AUTHORIZATION=auth(run))
+    assert other.status_code == 423 and other.json()["ID"] == "lock-1"
+    # UNLOCK with another ID leaves the lock alone and names its holder.
+    wrong = client.generic("UNLOCK", url(run), json.dumps(lock_info("lock-2")), content_type="application/json", HTTP_AUTHORIZATION=auth(run))
+    assert wrong.status_code == 423 and StateLock.objects.get().lock_id == "lock-1"
