@@ -270,3 +270,29 @@ def test_an_inactive_member_is_refused(world):
     user.is_active = False
     user.save()
     assert client.post("/api/v1/environments/", CREATE, format="json").status_code == 401
+
+
+def test_the_fast_list_row_is_exactly_what_the_declared_fields_render(world, inventory):
+    """EnvironmentSerializer builds list rows directly (issue 14); its declared fields are the
+    schema. Both must give the same row, for every shape of environment."""
+    from rest_framework import serializers
+
+    from portal import selectors
+    from portal.api.serializers import EnvironmentSerializer
+
+    make_run(inventory["dev"], kind=RunKind.CREATE, status=RunStatus.SUCCEEDED, started_at=timezone.now(),
+             finished_at=timezone.now(), resources_planned=7, resources_done=7, explanation="Applied.")
+    make_run(inventory["broken"], kind=RunKind.CREATE, status=RunStatus.RUNNING, started_at=timezone.now())
+    Environment.objects.filter(pk=inventory["stage"].pk).update(requested_by=None)
+    Environment.objects.filter(pk=inventory["gone"].pk).update(deleted_at=timezone.now())
+    serializer = EnvironmentSerializer()
+    rows = list(selectors.environments_for_list())
+    assert len(rows) == 4
+    for environment in rows:
+        fast = serializer.to_representation(environment)
+        assert fast == serializers.Serializer.to_representation(serializer, environment)
+        assert list(fast) == list(serializer.fields)  # the same keys, in the schema's order
+    # And without the list's prefetches (one more query, the same row).
+    plain = Environment.objects.get(pk=inventory["dev"].pk)
+    plain.live_endpoints = list(plain.endpoints.filter(released_at__isnull=True).order_by("fqdn"))
+    assert serializer.to_representation(plain) == serializers.Serializer.to_representation(serializer, plain)
