@@ -12,9 +12,10 @@ postgres://postgres@127.0.0.1:5432/bench_api_http, dropped and recreated):
 - queries per request, counted in-process (Django's CaptureQueriesContext) at page sizes 10,
   50 and 200: must not grow with the page size or the table size.
 
-URLs: the first list page of 50; the page after a cursor 40 pages deep; a filtered list
-(status + product); `?fqdn=`; the CMDB lookup `/api/v1/endpoints/by-fqdn/<fqdn>/`; one
-environment by id. Goals (issue 14): list page p99 <= 50 ms, lookup by FQDN p99 <= 20 ms.
+URLs: the first list page of 50, with offsets (and its total count) and as a keyset page
+(`?cursor=`, no count); 40 pages deep, by following keyset `next` links and as `offset=2000`;
+a filtered list (status + product), both ways; `?fqdn=`; the CMDB lookup
+`/api/v1/endpoints/by-fqdn/<fqdn>/`; one environment by id. Goals (issue 14): list page p99 <= 50 ms, lookup by FQDN p99 <= 20 ms.
 
 Usage: `.venv/bin/python bench/api_http.py [--sizes 10000,100000] [--requests 1000]`.
 """
@@ -41,7 +42,11 @@ from bench.common import prepare_database, seed_cmdb  # noqa: E402
 
 from tests.processes import free_port, gunicorn_process  # noqa: E402
 
-GOALS_P99_MS = {"list_first_page_50": 50.0, "list_deep_page_50": 50.0, "list_filtered_50": 50.0, "endpoint_by_fqdn": 20.0}
+GOALS_P99_MS = {
+    "list_first_page_50": 50.0, "list_first_page_50_keyset": 50.0, "list_deep_page_50_keyset": 50.0,
+    "list_deep_page_50_offset": 50.0, "list_filtered_50": 50.0, "list_filtered_50_keyset": 50.0,
+    "endpoint_by_fqdn": 20.0,
+}
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -158,11 +163,14 @@ def measure_size(count: int, args, database_url: str, scratch: Path) -> dict:
     try:
         client = Client(base, key)
         sample = [rng.choice(fqdns) for _ in range(args.requests)]
-        deep = deep_cursor(client, "/api/v1/environments/?limit=50", 40)
+        deep = deep_cursor(client, "/api/v1/environments/?limit=50&cursor=", 40)
         urls = {
             "list_first_page_50": ["/api/v1/environments/?limit=50"] * args.requests,
-            "list_deep_page_50": [deep] * args.requests,
+            "list_first_page_50_keyset": ["/api/v1/environments/?limit=50&cursor="] * args.requests,
+            "list_deep_page_50_keyset": [deep] * args.requests,
+            "list_deep_page_50_offset": ["/api/v1/environments/?limit=50&offset=2000"] * args.requests,
             "list_filtered_50": [f"/api/v1/environments/?limit=50&status=ready&product={product}"] * args.requests,
+            "list_filtered_50_keyset": [f"/api/v1/environments/?limit=50&cursor=&status=ready&product={product}"] * args.requests,
             "list_by_fqdn": [f"/api/v1/environments/?fqdn={fqdn}" for fqdn in sample],
             "endpoint_by_fqdn": [f"/api/v1/endpoints/by-fqdn/{fqdn}/" for fqdn in sample],
             "environment_by_id": [f"/api/v1/environments/{some_id}/"] * args.requests,
@@ -174,7 +182,8 @@ def measure_size(count: int, args, database_url: str, scratch: Path) -> dict:
         web.stop()
     for name, paths in urls.items():
         results[name]["queries"] = queries_of(paths[0], key)
-    by_page_size = {str(limit): queries_of(f"/api/v1/environments/?limit={limit}", key) for limit in (10, 50, 200)}
+    by_page_size = {mode: {str(limit): queries_of(f"/api/v1/environments/?limit={limit}{query}", key) for limit in (10, 50, 200)}
+                    for mode, query in (("offset", ""), ("keyset", "&cursor="))}
     connection.close()
     return {"environments": count, "seed_seconds": round(seeded, 1), "latency": results,
             "throughput_mixed": load, "list_queries_by_page_size": by_page_size}
@@ -209,7 +218,9 @@ def main() -> None:
         "goals_p99_ms": GOALS_P99_MS,
         "goals_met": {
             "p99": all(size["latency"][name]["p99_ms"] <= goal for size in sizes for name, goal in GOALS_P99_MS.items()),
-            "queries_constant_in_page_size": all(len(set(size["list_queries_by_page_size"].values())) == 1 for size in sizes),
+            "queries_constant_in_page_size": all(
+                len(set(counts.values())) == 1 for size in sizes for counts in size["list_queries_by_page_size"].values()
+            ),
             "queries_constant_in_table_size": all(len(counts) == 1 for counts in per_url.values()),
         },
         "max_queries_per_request": max(queries),

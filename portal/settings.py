@@ -134,6 +134,13 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
     )
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        # Parameters bound by the server, and a statement a connection runs a second time is
+        # prepared there (psycopg's prepare_threshold): PostgreSQL then skips planning it.
+        # Planning the six-table join of an FQDN lookup took 1.5 ms of a 1.6 ms query, and the
+        # lookup went from 7.5 to 1.8 ms (issue 14). Off for PgBouncer in transaction mode,
+        # which cannot keep a connection's prepared statements.
+        DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=2)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -154,6 +154,10 @@ class EnvironmentViewSet(ApiViewMixin, ListFiltersOnlyMixin, mixins.ListModelMix
     def get_serializer_class(self):
         return s.EnvironmentSerializer if self.action == "list" else s.EnvironmentDetailSerializer
 
+    def page_rows(self, ids):
+        """A list page as plain rows (see IdsFirstPagination), rendered by EnvironmentSerializer."""
+        return selectors.environment_list_rows(ids)
+
     def accepted(self, run: Run) -> Response:
         """202 with the environment and the queued run, read back through the API querysets."""
         result = {

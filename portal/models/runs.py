@@ -6,6 +6,7 @@ Status moves only through the compare-and-swap functions in `portal.services.run
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class RunKind(models.TextChoices):
@@ -132,9 +133,14 @@ class Run(models.Model):
 
     @property
     def progress_percent(self) -> int | None:
-        if not self.resources_planned:
-            return None
-        return min(100, round(100 * self.resources_done / self.resources_planned))
+        return progress_percent(self.resources_done, self.resources_planned)
+
+
+def progress_percent(done: int, planned: int) -> int | None:
+    """How far an apply or destroy is, in percent of the resources planned (None: no plan yet)."""
+    if not planned:
+        return None
+    return min(100, round(100 * done / planned))
 
 
 class RunEvent(models.Model):
@@ -147,7 +153,9 @@ class RunEvent(models.Model):
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveIntegerField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    # When it happened on the worker, not when its batch reached the database (events are
+    # buffered and written in batches, and some stage changes wait for the next batch).
+    created_at = models.DateTimeField(default=timezone.now)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.LOG)
     level = models.CharField(max_length=10, default="info")
     message = models.TextField()

@@ -101,15 +101,75 @@ def test_the_number_of_queries_does_not_grow_with_the_page(api, world):
 
     api.owner.get("/api/v1/environments/?limit=1")  # the token's first use records last_used_at
 
-    def count(limit):
+    def count(limit, extra=""):
         with CaptureQueriesContext(connection) as queries:
-            response = api.owner.get(f"/api/v1/environments/?limit={limit}")
+            response = api.owner.get(f"/api/v1/environments/?limit={limit}{extra}")
         assert len(response.json()["results"]) == limit
         return len(queries)
 
     assert count(2) == count(12) <= 6
+    assert count(2, "&cursor=") == count(12, "&cursor=") <= 5  # keyset pages: no count
     first = api.owner.get("/api/v1/environments/?limit=1").json()["results"][0]
     assert first["latest_run"]["kind"] == "destroy" and len(first["endpoints"]) == 2
+
+
+def _path(link: str) -> str:
+    return link.split("testserver", 1)[1]
+
+
+def test_keyset_pages_walk_the_whole_list_without_a_count(api, world, inventory):
+    for index in range(5):
+        make_environment(world.product, name=f"e{index}")
+    everything = [row["id"] for row in api.owner.get("/api/v1/environments/?limit=100").json()["results"]]
+    assert len(everything) == 8
+    seen, pages, link = [], [], "/api/v1/environments/?limit=3&cursor="
+    while link:
+        page = api.owner.get(link).json()
+        assert page["count"] is None
+        seen += [row["id"] for row in page["results"]]
+        pages.append(page)
+        link = page["next"] and _path(page["next"])
+    assert seen == everything and [len(page["results"]) for page in pages] == [3, 3, 2]
+    assert pages[0]["previous"] is None and "offset" not in pages[1]["next"]
+    # Back from the last page: the page before it, then the first.
+    back = api.owner.get(_path(pages[2]["previous"])).json()
+    assert [row["id"] for row in back["results"]] == everything[3:6]
+    first = api.owner.get(_path(back["previous"])).json()
+    assert [row["id"] for row in first["results"]] == everything[:3] and first["previous"] is None
+    # Filters stay in the links.
+    filtered = api.owner.get("/api/v1/environments/?limit=1&cursor=&product=shop").json()
+    assert "product=shop" in filtered["next"]
+
+
+def test_keyset_pages_neither_repeat_nor_skip_rows_added_meanwhile(api, world):
+    for index in range(4):
+        make_environment(world.product, name=f"e{index}")
+    page = api.owner.get("/api/v1/environments/?limit=2&cursor=").json()
+    assert [row["name"] for row in page["results"]] == ["e3", "e2"]
+    make_environment(world.product, name="newer")  # offsets would now show e2 again
+    following = api.owner.get(_path(page["next"])).json()
+    assert [row["name"] for row in following["results"]] == ["e1", "e0"] and following["next"] is None
+
+
+@pytest.mark.parametrize("cursor", ["a0", "b0", "a" + "9" * 19, "b" + "9" * 19])
+def test_every_cursor_the_schema_allows_is_a_page_with_links_that_work(api, world, inventory, cursor):
+    page = api.owner.get(f"/api/v1/environments/?cursor={cursor}")
+    assert page.status_code == 200 and page.json()["count"] is None
+    for link in (page.json()["next"], page.json()["previous"]):
+        if link:
+            assert api.owner.get(_path(link)).status_code == 200
+
+
+@pytest.mark.parametrize("cursor", ["abc", "x12", "a-1", "a", "b" + "9" * 20, "%00", "a1%20", "A12"])
+def test_a_cursor_the_api_did_not_give_is_a_400(api, world, cursor):
+    response = api.owner.get(f"/api/v1/environments/?cursor={cursor}")
+    assert response.status_code == 400
+    assert "not a cursor this API gave" in error_of(response)["fields"]["cursor"][0]
+
+
+def test_cursor_and_offset_together_are_a_400(api, world):
+    response = api.owner.get("/api/v1/environments/?cursor=&offset=10")
+    assert response.status_code == 400 and "either cursor or offset" in error_of(response)["fields"]["offset"][0]
 
 
 # --- detail ---------------------------------------------------------------------------------
@@ -273,8 +333,8 @@ def test_an_inactive_member_is_refused(world):
 
 
 def test_the_fast_list_row_is_exactly_what_the_declared_fields_render(world, inventory):
-    """EnvironmentSerializer builds list rows directly (issue 14); its declared fields are the
-    schema. Both must give the same row, for every shape of environment."""
+    """EnvironmentSerializer builds list rows directly from plain rows (issue 14); its declared
+    fields are the schema. Both must give the same row, for every shape of environment."""
     from rest_framework import serializers
 
     from portal import selectors
@@ -282,17 +342,24 @@ def test_the_fast_list_row_is_exactly_what_the_declared_fields_render(world, inv
 
     make_run(inventory["dev"], kind=RunKind.CREATE, status=RunStatus.SUCCEEDED, started_at=timezone.now(),
              finished_at=timezone.now(), resources_planned=7, resources_done=7, explanation="Applied.")
-    make_run(inventory["broken"], kind=RunKind.CREATE, status=RunStatus.RUNNING, started_at=timezone.now())
+    make_run(inventory["broken"], kind=RunKind.CREATE, status=RunStatus.RUNNING, started_at=timezone.now(),
+             resources_planned=3, resources_done=1)
     Environment.objects.filter(pk=inventory["stage"].pk).update(requested_by=None)
     Environment.objects.filter(pk=inventory["gone"].pk).update(deleted_at=timezone.now())
     serializer = EnvironmentSerializer()
-    rows = list(selectors.environments_for_list())
-    assert len(rows) == 4
-    for environment in rows:
-        fast = serializer.to_representation(environment)
+    instances = list(selectors.environments_for_list())
+    rows = selectors.environment_list_rows([environment.pk for environment in instances])
+    assert len(rows) == len(instances) == 4
+    assert [row["id"] for row in rows] == [environment.pk for environment in instances]  # newest first
+    assert {bool(row["latest_run"]) for row in rows} == {True, False}
+    assert any(row["live_endpoints"] for row in rows) and any(row["requested_by__id"] is None for row in rows)
+    for row, environment in zip(rows, instances):
+        fast = serializer.to_representation(row)
         assert fast == serializers.Serializer.to_representation(serializer, environment)
         assert list(fast) == list(serializer.fields)  # the same keys, in the schema's order
-    # And without the list's prefetches (one more query, the same row).
+    # An instance (not a list row) is rendered field by field, with the same result.
     plain = Environment.objects.get(pk=inventory["dev"].pk)
     plain.live_endpoints = list(plain.endpoints.filter(released_at__isnull=True).order_by("fqdn"))
-    assert serializer.to_representation(plain) == serializers.Serializer.to_representation(serializer, plain)
+    assert serializer.to_representation(plain) == serializer.to_representation(
+        selectors.environment_list_rows([plain.pk])[0]
+    )

@@ -13,7 +13,7 @@ exist."), takes a unique name that exists, reuses an Idempotency-Key with anothe
 (schemathesis sends the same key with different bodies), asks for an expiry in the past, or
 is a PATCH that the stored row's other fields make invalid - those depend on the database and
 the clock, not on the request's shape; a role ARN must name the body's own account id (two
-fields compared, which JSON Schema cannot say); and a pattern's parameters are checked against that
+fields compared, which JSON Schema cannot say); `cursor` and `offset` exclude each other; and a pattern's parameters are checked against that
 pattern's own JSON Schema (GET /api/v1/patterns/{slug}/), which the body's `pattern` picks.
 Any other refusal of schema-valid input fails the test.
 
@@ -131,6 +131,9 @@ STATE_DEPENDENT = [
     # Across two fields of one body, which JSON Schema cannot compare: the 12 digits inside
     # role_arn must be account_id.
     re.compile(r"^The role must belong to this account\.$"),
+    # Two query parameters that exclude each other (keyset or offset pages), which a schema's
+    # parameters cannot say.
+    re.compile(r"^give either cursor or offset, not both$"),
 ]
 # JSON documents (an account's shared_infrastructure) may not hold NUL anywhere inside, which
 # JSON Schema cannot say of nested values.
