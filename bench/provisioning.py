@@ -3,11 +3,12 @@
 
 (a) overhead: a `demo-ecs` create with delay_seconds=5 through the whole stack (service call
     -> Celery -> Terraform -> portal state -> CMDB) against raw `init` + `plan` + `apply` of the
-    same rendered workspace (local backend, same flags). Goal ratio <= 1.05.
+    same rendered workspace (local backend, same flags). Goal ratio <= 1.03 (issue 14).
 (b) parallelism: 4 environments in 4 sandbox accounts at once against 1 alone. Goal wall-time
-    ratio <= 1.3 (the seed's one-creation-at-a-time design gives 4.0).
+    ratio <= 1.3 (the seed's one-creation-at-a-time design gives 4.0), and within 2% of raw
+    Terraform's own ratio for the same 4 workspaces on this machine (issue 14).
 (c) dispatch latency: request committed (Run.queued_at) -> Terraform process started (the
-    first command's start recorded by the worker), p50/p95 with a Redis broker. Goal p50 <= 100 ms.
+    first command's start recorded by the worker), p50/p95 with a Redis broker. Goal p50 <= 30 ms.
 
 It starts its own web server and Celery worker (tests/processes.py) on a scratch database:
 BENCH_DATABASE_URL (default: SQLite in a temporary folder; a PostgreSQL database whose name
@@ -233,7 +234,7 @@ def main() -> None:
             "full_stack_s": [round(v, 3) for v in full],
             "raw_terraform_s": [round(v, 3) for v in raw],
             "ratio_median": round(statistics.median(full) / statistics.median(raw), 3),
-            "goal": 1.05,
+            "goal": 1.03,  # issue 14 (issue 4 asked for 1.05)
         }
 
         # (b) parallelism
@@ -271,6 +272,8 @@ def main() -> None:
             "raw_terraform_ratio": round(raw_four / raw_single, 3),
             "four_runs_breakdown_s": breakdown,
             "goal": 1.3,
+            "goal_issue_14": "within 2% of raw_terraform_ratio",
+            "within_2_percent_of_raw": four / single <= 1.02 * raw_four / raw_single,
             "seed_design_ratio": 4.0,
             "worker_concurrency": 4,
         }
@@ -288,7 +291,7 @@ def main() -> None:
             "p50_ms": round(percentile(samples, 50), 1),
             "p95_ms": round(percentile(samples, 95), 1),
             "max_ms": round(max(samples), 1),
-            "goal_p50_ms": 100,
+            "goal_p50_ms": 30,  # issue 14 (issue 4 asked for 100)
         }
         print(json.dumps({
             "database": database_url.split("://")[0],

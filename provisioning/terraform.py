@@ -178,6 +178,7 @@ class TerraformRunner:
         self.redactor = redactor
         self.on_event = on_event
         self.cancel = cancel if cancel is not None else threading.Event()
+        self._cli_config_written = False
         for name, value in self.env.items():
             if is_secret_name(name):
                 self.redactor.add(value)
@@ -344,7 +345,9 @@ class TerraformRunner:
         started = time.monotonic()
         if self.cancel.is_set():
             return self._not_started(step, args, started)
-        self.write_cli_config()
+        if not (self._cli_config_written and self.cli_config_file.exists()):
+            self.write_cli_config()  # once per runner: its settings do not change between steps
+            self._cli_config_written = True
         env = self.base_env()
         embedded = not self.settings.binary  # interrupts are asked for on its stdin (tfexec.py)
         try:

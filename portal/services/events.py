@@ -1,7 +1,10 @@
 """Append-only run events. One writer at a time per run, serialised on the run row."""
 
+from datetime import UTC, datetime
+
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from portal.models import Run, RunEvent, RunStatus
 from portal.services.errors import TransitionLost
@@ -10,7 +13,8 @@ MAX_MESSAGE = 8000
 
 
 def append_events(run_id: int, items: list[dict], *, worker: str | None = None) -> int:
-    """Append events `{"kind", "level", "message", "data"}` with consecutive seq numbers.
+    """Append events `{"kind", "level", "message", "data", "at"}` with consecutive seq numbers
+    (`at`: when it happened, seconds since the epoch; now when absent).
 
     The run row is locked while seqs are taken, so the worker's log stream and a person's
     "cancel requested" note never collide. Returns the last seq written. With `worker`, the
@@ -34,6 +38,7 @@ def append_events(run_id: int, items: list[dict], *, worker: str | None = None) 
                     level=item.get("level", "info"),
                     message=str(item.get("message", ""))[:MAX_MESSAGE],
                     data=item.get("data"),
+                    created_at=datetime.fromtimestamp(item["at"], tz=UTC) if item.get("at") else timezone.now(),
                 )
             )
         RunEvent.objects.bulk_create(rows)

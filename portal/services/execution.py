@@ -96,6 +96,7 @@ class RunRecorder:
     # -- buffering ---------------------------------------------------------------------------
 
     def _add(self, item: dict) -> None:
+        item["at"] = time.time()  # when it happened, whenever it is written
         with self.lock:
             if self.lost:
                 return
@@ -152,7 +153,7 @@ class RunRecorder:
             if not head:
                 break
             if "stage" in head[0]:
-                transitions.set_stage(self.run_id, head[0]["stage"], self.worker)
+                transitions.set_stage(self.run_id, head[0]["stage"], self.worker, at=head[0].get("at"))
                 written = 1
             else:
                 batch = []
@@ -188,7 +189,8 @@ class RunRecorder:
 
     def stage(self, stage: str) -> None:
         self._add({"stage": stage})  # the stage and its event, in order with the log
-        self.flush()
+        if stage in transitions.STAGES_WRITTEN_AT_ONCE:
+            self.flush()
 
     def event(self, event: TerraformEvent) -> None:
         data = event.data
@@ -200,8 +202,7 @@ class RunRecorder:
         self._add({"kind": RunEvent.Kind.SYSTEM, "level": level, "message": message})
 
     def plan_summary(self, summary: dict) -> None:
-        self._set_fields(plan_summary=summary)
-        self.flush()
+        self._set_fields(plan_summary=summary)  # written by may_apply's flush, or the conclusion's
 
     def progress(self, done: int, planned: int) -> None:
         self._set_fields(resources_done=done, resources_planned=planned)
@@ -222,7 +223,8 @@ class RunRecorder:
             }
         )
         self._set_fields(commands=list(self.commands))
-        self.flush()
+        if result.step in transitions.STAGES_WRITTEN_AT_ONCE:  # what changed resources, recorded at once
+            self.flush()
 
     def may_apply(self) -> bool:
         """Right before apply: the database says no cancel was asked for and the run is ours.

@@ -38,6 +38,12 @@ from portal.services.events import append_events, system_event
 
 # Stages after which Terraform may have created something.
 _MAY_HAVE_CREATED = {RunStage.APPLY, RunStage.OUTPUTS}
+# The stages a run's row must show before Terraform starts them, so the worker writes them at
+# once: a run whose worker is lost is judged by the stage its row shows (above). The others
+# are written with the worker's next flush, at most half a second later (issue 14: each
+# synchronous write cost a create about 5 ms); a worker lost before then is judged by the
+# stage before, which for OUTPUTS is APPLY - the same judgment.
+STAGES_WRITTEN_AT_ONCE = frozenset({RunStage.APPLY, RunStage.DESTROY})
 # What the environment is while a run of each kind is queued or running.
 _ENVIRONMENT_WHILE = {
     RunKind.CREATE: EnvironmentStatus.PROVISIONING,
@@ -142,15 +148,17 @@ def requeue_unclaimed_run(run_id: int, reason: str, *, redispatch: bool = True) 
 # --- active bookkeeping (not status changes) -------------------------------------------------
 
 
-def set_stage(run_id: int, stage: str, worker: str) -> None:
+def set_stage(run_id: int, stage: str, worker: str, at: float | None = None) -> None:
     """Move a running run to the next pipeline stage (only its own worker may).
 
     The "Stage: x" event is written in the same transaction, so whoever sees the new stage
-    (the UI, the GitHub mirror asking when apply started) also sees its event and time.
+    (the UI, the GitHub mirror asking when apply started) also sees its event and time
+    (`at`, seconds since the epoch: when the worker reached it, which may be a moment before
+    this write; see STAGES_WRITTEN_AT_ONCE).
     """
     with transaction.atomic():
         _cas(run_id, {"status": RunStatus.RUNNING, "worker": worker}, stage=stage)
-        append_events(run_id, [{"kind": RunEvent.Kind.STAGE, "message": f"Stage: {stage}", "data": {"stage": stage}}])
+        append_events(run_id, [{"kind": RunEvent.Kind.STAGE, "message": f"Stage: {stage}", "data": {"stage": stage}, "at": at}])
         if stage in (RunStage.APPLY, RunStage.DESTROY):
             effects.run_changed(run_id)
 

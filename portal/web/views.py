@@ -358,6 +358,15 @@ def run_live(request, pk):
         after = 0
     events = selectors.run_events_after(run.pk, after=after, limit=LIVE_LINES)
     page = display.run_page(run)
+    if not page["poll"]:
+        # The last poll. Its reads are separate statements: the log and the run with its
+        # environment come before the rollback run, so a rollback that ended in between (its
+        # environment status and last lines in the same transaction) was shown as finished
+        # beside the environment's old status, and nothing polled again (CI: the environment
+        # never showed "failed"). Once the end is seen, read everything again after it.
+        run = _run(pk)
+        events = selectors.run_events_after(run.pk, after=after, limit=LIVE_LINES)
+        page = display.run_page(run)
     context = {
         **page,
         "poll": page["poll"] or len(events) == LIVE_LINES,

@@ -10,13 +10,14 @@ moments) are injected by the fault suite in tests/faults (`make test-faults`).
 import base64
 import hashlib
 import json
+import time
 from datetime import timedelta
 
 import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from portal.models import EnvironmentStatus, ReaperPass, Run, RunEvent, RunKind, RunStatus, StateVersion
+from portal.models import EnvironmentStatus, ReaperPass, Run, RunEvent, RunKind, RunStage, RunStatus, StateVersion
 from portal.services import runs as transitions
 from portal.services import state, workdirs
 from portal.services.credentials import digest
@@ -226,6 +227,26 @@ def test_the_recorder_spills_past_its_memory_and_writes_everything_in_order(run,
     assert [m for _, m in messages] == [f"line {i}" for i in range(5)] + ["Stage: plan"] + [f"line {i}" for i in range(5, 10)]
     assert [s for s, _ in messages] == list(range(1, 12))
     assert not (tmp_path / "spill.jsonl").exists()
+
+
+def test_the_recorder_writes_apply_at_once_and_earlier_stages_later_with_their_own_time(run, tmp_path):
+    """A worker lost in a stage is judged by the stage its row shows, so APPLY and DESTROY
+    are written before Terraform starts them; the others wait for the next flush (issue 14)
+    but keep the time they were reached."""
+    recorder = RunRecorder(run, "host:1", tmp_path / "spill.jsonl")
+    before = timezone.now()
+    recorder.stage(RunStage.INIT)
+    recorder.stage(RunStage.PLAN)
+    reached = timezone.now()
+    run.refresh_from_db()
+    assert run.stage != RunStage.PLAN and not RunEvent.objects.filter(run=run).exists()
+    time.sleep(0.05)  # the write comes later than the stage was reached
+    recorder.stage(RunStage.APPLY)
+    run.refresh_from_db()
+    assert run.stage == RunStage.APPLY and recorder.pending == 0
+    events = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("message", "created_at"))
+    assert [message for message, _ in events] == ["Stage: init", "Stage: plan", "Stage: apply"]
+    assert before <= events[0][1] <= events[1][1] <= reached < events[2][1]
 
 
 def test_the_recorder_writes_nothing_into_a_run_its_worker_no_longer_owns(run, tmp_path):

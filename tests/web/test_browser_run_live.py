@@ -87,6 +87,9 @@ def test_a_run_watched_from_the_queue_to_the_end(page, portal):
     assert facts["Started"] == timezone.localtime(run.started_at).strftime("%Y-%m-%d %H:%M:%S")
     assert facts["Worker"] == run.worker and run.worker
     assert "Position 1 in the queue" not in page.inner_text("#run-progress-box")
+    # The worker writes its first lines with its next flush (within half a second, issue 14):
+    # the log fills in on a following poll, without a reload.
+    page.wait_for_selector("#run-log .log-line[data-seq]", timeout=FINISHED)
     assert page.locator(".log-empty").is_hidden()
 
     page.wait_for_function(
