@@ -63,14 +63,17 @@ RAW_STEPS: list[dict[str, float]] = []  # per-step seconds of each raw run, for 
 
 
 def raw_terraform(files: dict[str, str]) -> float:
-    """init + plan + apply of the same workspace with a local backend, as a person would."""
+    """init + plan + apply of the same workspace with a local backend, as a person would.
+    The same work as the portal's run: the portal gives `local` accounts a footprint folder
+    (each resource touches a file there, for the orphan report); so does this."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-raw-"))
     try:
         for name, content in files.items():
             if name != "portal_backend.tf":
                 (workdir / name).write_text(content)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TF_IN_AUTOMATION": "1",
-               "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1", "TF_CLI_CONFIG_FILE": "/dev/null"}
+               "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1", "TF_CLI_CONFIG_FILE": "/dev/null",
+               "TF_VAR_footprint_dir": str(workdir / "footprint")}
         started = time.monotonic()
         steps = {}
         for args in (["init", "-input=false", "-json"],

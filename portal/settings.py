@@ -253,6 +253,12 @@ CELERY_TASK_TRACK_STARTED = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection before and after each task unless
+# this is set (it counts both), so each run opened a new PostgreSQL connection - and paid a
+# new backend's cold caches - on its way to Terraform (issue 14: 6 ms to connect, and the
+# first queries on it slower still). Kept for 1,000 tasks; a connection that broke meanwhile
+# is caught by CONN_HEALTH_CHECKS before the task's first query and opened again.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Beat reaps in its own process (portal.services.reaper.ReaperThread) this often.

@@ -28,22 +28,23 @@ def append_events(run_id: int, items: list[dict], *, worker: str | None = None) 
         last, status, owner = row
         if worker is not None and (status != RunStatus.RUNNING or owner != worker):
             raise TransitionLost(f"run {run_id} is no longer running on {worker}")
-        rows = []
-        for offset, item in enumerate(items, start=1):
-            rows.append(
-                RunEvent(
-                    run_id=run_id,
-                    seq=last + offset,
-                    kind=item.get("kind", RunEvent.Kind.LOG),
-                    level=item.get("level", "info"),
-                    message=str(item.get("message", ""))[:MAX_MESSAGE],
-                    data=item.get("data"),
-                    created_at=datetime.fromtimestamp(item["at"], tz=UTC) if item.get("at") else timezone.now(),
-                )
-            )
+        rows = [event_row(run_id, last + offset, item) for offset, item in enumerate(items, start=1)]
         RunEvent.objects.bulk_create(rows)
         Run.objects.filter(pk=run_id).update(last_event_seq=F("last_event_seq") + len(rows))
     return last + len(rows)
+
+
+def event_row(run_id: int, seq: int, item: dict) -> RunEvent:
+    """The RunEvent of one buffered item (not saved)."""
+    return RunEvent(
+        run_id=run_id,
+        seq=seq,
+        kind=item.get("kind", RunEvent.Kind.LOG),
+        level=item.get("level", "info"),
+        message=str(item.get("message", ""))[:MAX_MESSAGE],
+        data=item.get("data"),
+        created_at=datetime.fromtimestamp(item["at"], tz=UTC) if item.get("at") else timezone.now(),
+    )
 
 
 def system_event(run_id: int, message: str, level: str = "info") -> int:

@@ -33,7 +33,6 @@ from portal.services import runs as transitions
 from portal.services import state as state_service
 from portal.services.catalog import get_pattern
 from portal.services.errors import ServiceError, TransitionLost
-from portal.services.events import append_events
 from portal.services.outages import Outage, reset_connection
 from provisioning.pipeline import Outcome, Pipeline
 from provisioning.redact import Redactor
@@ -143,6 +142,8 @@ class RunRecorder:
             return True
 
     def _write_all(self) -> None:
+        """Everything buffered, oldest first, in batches of EVENTS_PER_WRITE items, each one
+        transaction (`record_progress`); the run fields go with the last batch."""
         while True:
             with self.lock:
                 if self.lost:
@@ -150,30 +151,18 @@ class RunRecorder:
                 if not self.items and self.spilled:
                     self._unspill()
                 head = self.items[: self.EVENTS_PER_WRITE]
-            if not head:
-                break
-            if "stage" in head[0]:
-                transitions.set_stage(self.run_id, head[0]["stage"], self.worker, at=head[0].get("at"))
-                written = 1
-            else:
-                batch = []
-                for item in head:
-                    if "stage" in item:
-                        break
-                    batch.append(item)
-                append_events(self.run_id, batch, worker=self.worker)
-                written = len(batch)
+                last_batch = len(self.items) <= self.EVENTS_PER_WRITE and not self.spilled
+                fields = dict(self.fields) if last_batch else {}
+            if not head and not fields:
+                return
+            transitions.record_progress(self.run_id, self.worker, head, fields)
             with self.lock:
-                del self.items[:written]
-        with self.lock:
-            fields = dict(self.fields)
-        if fields:
-            if not Run.objects.filter(pk=self.run_id, status=RunStatus.RUNNING, worker=self.worker).update(**fields):
-                raise TransitionLost(f"run {self.run_id} is no longer running on {self.worker}")
-            with self.lock:
+                del self.items[: len(head)]
                 for name, value in fields.items():
                     if self.fields.get(name) is value:
                         del self.fields[name]
+            if last_batch:
+                return
 
     def _lose(self) -> None:
         with self.lock:

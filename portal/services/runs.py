@@ -34,7 +34,7 @@ from portal.models import (
 from portal.models.cmdb import ENVIRONMENT_NEEDS_ATTENTION
 from portal.services import effects
 from portal.services.errors import TransitionLost
-from portal.services.events import append_events, system_event
+from portal.services.events import event_row, system_event
 
 # Stages after which Terraform may have created something.
 _MAY_HAVE_CREATED = {RunStage.APPLY, RunStage.OUTPUTS}
@@ -156,10 +156,44 @@ def set_stage(run_id: int, stage: str, worker: str, at: float | None = None) -> 
     (`at`, seconds since the epoch: when the worker reached it, which may be a moment before
     this write; see STAGES_WRITTEN_AT_ONCE).
     """
+    record_progress(run_id, worker, [{"stage": stage, "at": at}])
+
+
+def record_progress(run_id: int, worker: str, items: list[dict], fields: dict | None = None) -> None:
+    """What a running run's worker has buffered, in one transaction: `items` in order - log
+    and portal lines (`{"kind", "level", "message", "data", "at"}`, see `append_events`) and
+    stage changes (`{"stage", "at"}`, each written as its "Stage: x" event, the run taking the
+    last one) - and run `fields` (progress, commands, plan summary). Only the run's own worker
+    may, while the run is running: TransitionLost otherwise, and nothing is written.
+
+    One lock of the run row, one insert, one update, whatever the batch holds: a stage change
+    was its own transaction (issue 14: 10 statements for one stage and a batch of lines).
+    """
+    fields = dict(fields or {})
     with transaction.atomic():
-        _cas(run_id, {"status": RunStatus.RUNNING, "worker": worker}, stage=stage)
-        append_events(run_id, [{"kind": RunEvent.Kind.STAGE, "message": f"Stage: {stage}", "data": {"stage": stage}, "at": at}])
-        if stage in (RunStage.APPLY, RunStage.DESTROY):
+        last = (
+            Run.objects.select_for_update()
+            .filter(pk=run_id, status=RunStatus.RUNNING, worker=worker)
+            .values_list("last_event_seq", flat=True)
+            .first()
+        )
+        if last is None:
+            raise TransitionLost(f"run {run_id} is no longer running on {worker}")
+        events, stages = [], []
+        for item in items:
+            if "stage" in item:
+                stages.append(item["stage"])
+                item = {"kind": RunEvent.Kind.STAGE, "message": f"Stage: {item['stage']}",
+                        "data": {"stage": item["stage"]}, "at": item.get("at")}
+            events.append(event_row(run_id, last + len(events) + 1, item))
+        if events:
+            RunEvent.objects.bulk_create(events)
+            fields["last_event_seq"] = last + len(events)
+        if stages:
+            fields["stage"] = stages[-1]
+        if fields:
+            Run.objects.filter(pk=run_id).update(**fields)
+        if any(stage in (RunStage.APPLY, RunStage.DESTROY) for stage in stages):
             effects.run_changed(run_id)
 
 

@@ -249,6 +249,27 @@ def test_the_recorder_writes_apply_at_once_and_earlier_stages_later_with_their_o
     assert before <= events[0][1] <= events[1][1] <= reached < events[2][1]
 
 
+def test_a_flush_of_lines_stages_and_progress_is_one_transaction_of_a_few_statements(run, tmp_path):
+    """The event sink batches (issue 14): a stage change was its own transaction."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    recorder = RunRecorder(run, "host:1", tmp_path / "spill.jsonl")
+    recorder.note("first")
+    recorder._add({"stage": RunStage.INIT})
+    for i in range(40):
+        recorder.note(f"line {i}")
+    recorder._add({"stage": RunStage.PLAN})
+    recorder.progress(2, 7)
+    with CaptureQueriesContext(connection) as queries:
+        assert recorder.flush()
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    assert len(statements) <= 5, statements  # lock the run, insert the events, update the run (+ BEGIN/COMMIT)
+    run.refresh_from_db()
+    assert run.stage == RunStage.PLAN and run.resources_done == 2 and run.last_event_seq == 43
+    assert list(RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", flat=True)) == list(range(1, 44))
+
+
 def test_the_recorder_writes_nothing_into_a_run_its_worker_no_longer_owns(run, tmp_path):
     recorder = RunRecorder(run, "host:1", tmp_path / "spill.jsonl")
     recorder.note("before")

@@ -82,25 +82,29 @@ def test_plan_apply_and_destroy_go_through_the_portal(tmp_path, web_server, envi
     assert StateLock.objects.count() == 0  # Terraform unlocked after each step
 
 
-def test_a_plan_while_the_lock_is_held_fails_naming_the_holder(tmp_path, web_server, environment):
+def test_an_apply_while_the_lock_is_held_fails_naming_the_holder_and_changes_nothing(tmp_path, web_server, environment):
     run, token = credential(environment)
     make_state_lock(environment, info=lock_info(who="alice@worker-7", operation="OperationTypeApply"))
     events = []
     tf = runner(tmp_path, web_server, environment, run, token, lock_timeout=2, events=events)
     assert tf.init(60).ok
-    plan = tf.plan(60)
-    assert not plan.ok
-    text = plan.stdout + plan.stderr_tail + "".join(e.line for e in events)
+    assert tf.plan(60).ok  # a plan takes no lock (it writes no state)
+    apply = tf.apply(60)
+    assert not apply.ok
+    text = apply.stdout + apply.stderr_tail + "".join(e.line for e in events)
     assert "Error acquiring the state lock" in text and "alice@worker-7" in text
+    assert not StateVersion.objects.filter(environment=environment).exists()
 
 
-def test_a_plan_waits_for_a_lock_that_is_released(tmp_path, web_server, environment):
+def test_an_apply_waits_for_a_lock_that_is_released(tmp_path, web_server, environment):
     run, token = credential(environment)
     lock = make_state_lock(environment, info=lock_info(who="bob@worker-2"))
     tf = runner(tmp_path, web_server, environment, run, token, lock_timeout=30)
     assert tf.init(60).ok
+    assert tf.plan(60).ok
     threading.Timer(2.0, lambda: StateLock.objects.filter(pk=lock.pk).delete()).start()
-    assert tf.plan(60).ok  # -lock-timeout retried until the holder let go
+    assert tf.apply(60).ok  # -lock-timeout retried until the holder let go
+    assert StateVersion.objects.filter(environment=environment).exists()
 
 
 def test_the_server_keeps_an_idle_connection_open_longer_than_terraform_waits_between_lock_retries(web_server):

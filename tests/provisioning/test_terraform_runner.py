@@ -129,7 +129,7 @@ def test_build_argv_for_every_step():
 
     assert runner.build_argv("init") == EMBEDDED + ["init", "-input=false", "-no-color", "-json"]
     assert runner.build_argv("plan", "-out=tfplan") == EMBEDDED + [
-        "plan", "-input=false", "-json", "-lock-timeout=90s", "-out=tfplan"
+        "plan", "-input=false", "-json", "-lock=false", "-out=tfplan"
     ]
     assert runner.build_argv("apply", "tfplan") == EMBEDDED + [
         "apply", "-input=false", "-json", "-auto-approve", "-lock-timeout=90s", "tfplan"
