@@ -58,7 +58,8 @@ class CompiledValues:
         return [dict(zip(names, row)) for row in rows]
 
     def _template(self, connection, count: int) -> tuple:
-        key = (connection.alias + ":" + connection.settings_dict.get("NAME", "").__str__(), count)
+        # The database's name too: tests point one alias at another database (and vendor).
+        key = (connection.alias, str(connection.settings_dict.get("NAME")), count)
         template = self._templates.get(key)
         if template is None:
             with self._lock:

@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from portal.models import Run, RunEvent, RunStatus
@@ -12,26 +11,33 @@ from portal.services.errors import TransitionLost
 MAX_MESSAGE = 8000
 
 
-def append_events(run_id: int, items: list[dict], *, worker: str | None = None) -> int:
+def append_events(run_id: int, items: list[dict], *, worker: str | None = None, fields: dict | None = None) -> int:
     """Append events `{"kind", "level", "message", "data", "at"}` with consecutive seq numbers
-    (`at`: when it happened, seconds since the epoch; now when absent).
+    (`at`: when it happened, seconds since the epoch; now when absent), and set the run's
+    `fields` in the same statement that moves its last seq.
 
     The run row is locked while seqs are taken, so the worker's log stream and a person's
     "cancel requested" note never collide. Returns the last seq written. With `worker`, the
     events are written only while that worker still owns the running run (a reaped worker
-    cannot write into an interrupted run): TransitionLost otherwise.
+    cannot write into an interrupted run): TransitionLost otherwise, and nothing is written.
+    One lock, one insert and one update, whatever the batch holds.
     """
-    if not items:
+    if not items and not fields:
         return 0
     with transaction.atomic():
-        row = Run.objects.select_for_update().values_list("last_event_seq", "status", "worker").get(pk=run_id)
-        last, status, owner = row
+        last, status, owner = (
+            Run.objects.select_for_update().values_list("last_event_seq", "status", "worker").get(pk=run_id)
+        )
         if worker is not None and (status != RunStatus.RUNNING or owner != worker):
             raise TransitionLost(f"run {run_id} is no longer running on {worker}")
-        rows = [event_row(run_id, last + offset, item) for offset, item in enumerate(items, start=1)]
-        RunEvent.objects.bulk_create(rows)
-        Run.objects.filter(pk=run_id).update(last_event_seq=F("last_event_seq") + len(rows))
-    return last + len(rows)
+        changes = dict(fields or {})
+        if items:
+            RunEvent.objects.bulk_create(
+                event_row(run_id, last + offset, item) for offset, item in enumerate(items, start=1)
+            )
+            changes["last_event_seq"] = last + len(items)
+        Run.objects.filter(pk=run_id).update(**changes)
+    return last + len(items)
 
 
 def event_row(run_id: int, seq: int, item: dict) -> RunEvent:

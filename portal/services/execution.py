@@ -178,8 +178,7 @@ class RunRecorder:
 
     def stage(self, stage: str) -> None:
         self._add({"stage": stage})  # the stage and its event, in order with the log
-        if stage in transitions.STAGES_WRITTEN_AT_ONCE:
-            self.flush()
+        self.flush()  # before the stage starts: a lost worker's run is judged by its row's stage
 
     def event(self, event: TerraformEvent) -> None:
         data = event.data
@@ -212,8 +211,7 @@ class RunRecorder:
             }
         )
         self._set_fields(commands=list(self.commands))
-        if result.step in transitions.STAGES_WRITTEN_AT_ONCE:  # what changed resources, recorded at once
-            self.flush()
+        self.flush()
 
     def may_apply(self) -> bool:
         """Right before apply: the database says no cancel was asked for and the run is ours.

@@ -34,16 +34,13 @@ from portal.models import (
 from portal.models.cmdb import ENVIRONMENT_NEEDS_ATTENTION
 from portal.services import effects
 from portal.services.errors import TransitionLost
-from portal.services.events import event_row, system_event
+from portal.services.events import append_events, system_event
 
-# Stages after which Terraform may have created something.
+# Stages after which Terraform may have created something. A run whose worker is lost is
+# judged by the stage its row shows, so the worker writes each stage before it starts it.
 _MAY_HAVE_CREATED = {RunStage.APPLY, RunStage.OUTPUTS}
-# The stages a run's row must show before Terraform starts them, so the worker writes them at
-# once: a run whose worker is lost is judged by the stage its row shows (above). The others
-# are written with the worker's next flush, at most half a second later (issue 14: each
-# synchronous write cost a create about 5 ms); a worker lost before then is judged by the
-# stage before, which for OUTPUTS is APPLY - the same judgment.
-STAGES_WRITTEN_AT_ONCE = frozenset({RunStage.APPLY, RunStage.DESTROY})
+# Stages whose start the run's GitHub issue shows (it asks when resources began to change).
+_STAGES_MIRRORED = {RunStage.APPLY, RunStage.DESTROY}
 # What the environment is while a run of each kind is queued or running.
 _ENVIRONMENT_WHILE = {
     RunKind.CREATE: EnvironmentStatus.PROVISIONING,
@@ -153,8 +150,7 @@ def set_stage(run_id: int, stage: str, worker: str, at: float | None = None) -> 
 
     The "Stage: x" event is written in the same transaction, so whoever sees the new stage
     (the UI, the GitHub mirror asking when apply started) also sees its event and time
-    (`at`, seconds since the epoch: when the worker reached it, which may be a moment before
-    this write; see STAGES_WRITTEN_AT_ONCE).
+    (`at`, seconds since the epoch: when the worker reached it).
     """
     record_progress(run_id, worker, [{"stage": stage, "at": at}])
 
@@ -165,36 +161,20 @@ def record_progress(run_id: int, worker: str, items: list[dict], fields: dict | 
     stage changes (`{"stage", "at"}`, each written as its "Stage: x" event, the run taking the
     last one) - and run `fields` (progress, commands, plan summary). Only the run's own worker
     may, while the run is running: TransitionLost otherwise, and nothing is written.
-
-    One lock of the run row, one insert, one update, whatever the batch holds: a stage change
-    was its own transaction (issue 14: 10 statements for one stage and a batch of lines).
     """
     fields = dict(fields or {})
-    with transaction.atomic():
-        last = (
-            Run.objects.select_for_update()
-            .filter(pk=run_id, status=RunStatus.RUNNING, worker=worker)
-            .values_list("last_event_seq", flat=True)
-            .first()
-        )
-        if last is None:
-            raise TransitionLost(f"run {run_id} is no longer running on {worker}")
-        events, stages = [], []
-        for item in items:
-            if "stage" in item:
-                stages.append(item["stage"])
-                item = {"kind": RunEvent.Kind.STAGE, "message": f"Stage: {item['stage']}",
-                        "data": {"stage": item["stage"]}, "at": item.get("at")}
-            events.append(event_row(run_id, last + len(events) + 1, item))
-        if events:
-            RunEvent.objects.bulk_create(events)
-            fields["last_event_seq"] = last + len(events)
-        if stages:
-            fields["stage"] = stages[-1]
-        if fields:
-            Run.objects.filter(pk=run_id).update(**fields)
-        if any(stage in (RunStage.APPLY, RunStage.DESTROY) for stage in stages):
-            effects.run_changed(run_id)
+    events, stages = [], []
+    for item in items:
+        if "stage" in item:
+            stages.append(item["stage"])
+            item = {"kind": RunEvent.Kind.STAGE, "message": f"Stage: {item['stage']}",
+                    "data": {"stage": item["stage"]}, "at": item.get("at")}
+        events.append(item)
+    if stages:
+        fields["stage"] = stages[-1]
+    append_events(run_id, events, worker=worker, fields=fields)
+    if _STAGES_MIRRORED.intersection(stages):
+        effects.run_changed(run_id)
 
 
 def renew_lease(run_id: int, worker: str) -> bool:
