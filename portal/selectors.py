@@ -59,7 +59,7 @@ ENVIRONMENT_LIST_COLUMNS = (
     "created_at", "updated_at", "deleted_at", "product_id", "account_id", "requested_by_id",
     "product__id", "product__slug", "product__name", "product__department_id",
     "product__department__id", "product__department__slug", "product__department__name",
-    "account__id", "account__name", "account__account_id", "account__kind", "account__region",
+    "account__id", "account__name", "account__account_id", "account__kind", "account__region", "account__endpoint_url",
     "requested_by__id", "requested_by__username",
 )  # fmt: skip
 # The run summary of a list row (`latest_runs`) plus what queue_position needs.

@@ -11,6 +11,7 @@ imports this module to check a pattern at load time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -347,11 +348,24 @@ def parse_workspace(files: Mapping[str, str]) -> None:
                 raise RenderError(name, f"is not valid JSON: {exc.msg}", exc.lineno) from exc
 
 
+def dns_label(text: str) -> str:
+    """`text` as one DNS label the way the AWS patterns build it in Terraform (their main.tf's
+    `fqdn_label`), for `fqdn` templates: lower case, runs of "-" collapsed, at most 63
+    characters; a longer one keeps its first 54 (trailing "-" cut) and ends in "-" and the
+    first 8 hex digits of the md5 of the whole. tests/provisioning/test_aws_patterns.py asks
+    Terraform itself (`terraform console`) that both agree."""
+    full = re.sub("-+", "-", str(text).lower())
+    if len(full) <= 63:
+        return full
+    return f"{re.sub('-+$', '', full[:54])}-{hashlib.md5(full.encode()).hexdigest()[:8]}"  # noqa: S324 - a name, not security
+
+
 def predict_fqdns(pattern: Pattern, context: Mapping[str, Any]) -> list[str]:
     """The FQDNs the pattern's endpoints will have for this request, from their `fqdn`
     templates (pattern.yaml); endpoints without one are left out (known only after apply).
     `context` holds `params`, `environment` and `account` as `render_workspace` sees them."""
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    environment.filters["dns_label"] = dns_label
     fqdns = []
     for endpoint in pattern.endpoints:
         if endpoint.fqdn:

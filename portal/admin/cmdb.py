@@ -135,6 +135,7 @@ class SandboxAccountAdmin(admin.ModelAdmin):
         "name",
         "account_id",
         "kind",
+        "aws_api",
         "department",
         "region",
         "dns_zone",
@@ -152,7 +153,7 @@ class SandboxAccountAdmin(admin.ModelAdmin):
     inlines = [CidrPoolInline]
     fieldsets = [
         (None, {"fields": ["name", "department", "kind", "is_active"]}),
-        ("AWS", {"fields": ["account_id", "region", "role_arn", "external_id", "dns_zone"]}),
+        ("AWS", {"fields": ["account_id", "region", "role_arn", "external_id", "dns_zone", "endpoint_url"]}),
         ("Runs", {"fields": ["max_concurrent_runs", "created_at"]}),
     ]
 
@@ -163,6 +164,12 @@ class SandboxAccountAdmin(admin.ModelAdmin):
             .annotate(_live_environments=Count("environments", filter=LIVE_ENVIRONMENTS, distinct=True))
             .prefetch_related("cidr_pools")
         )
+
+    @admin.display(description="AWS API", ordering="endpoint_url")
+    def aws_api(self, account):
+        if account.kind != SandboxAccount.Kind.AWS:
+            return "-"
+        return f"simulated: {account.endpoint_url}" if account.simulated else "AWS"
 
     @admin.display(description="CIDR pools")
     def pools(self, account):

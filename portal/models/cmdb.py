@@ -16,6 +16,12 @@ slug_validator = RegexValidator(
     r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$",
     "Use 1-40 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen.",
 )
+# No credentials, query or fragment: the URL is written into portal_provider.tf, which is
+# stored with the environment and committed to the provisioning repository.
+endpoint_url_validator = RegexValidator(
+    r"^(https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?)?$",  # or empty: real AWS
+    "Give the endpoint as http(s)://host[:port][/path], without credentials, query or fragment.",
+)
 account_id_validator = RegexValidator(r"^\d{12}$", "An AWS account id is exactly 12 digits.")
 
 # Environment networks smaller than /28 cannot hold two AWS subnets; larger than /16 is
@@ -59,6 +65,16 @@ class SandboxAccount(models.Model):
         help_text="arn:aws:iam::<account>:role/<name>; required for AWS accounts.",
     )
     external_id = models.CharField(max_length=1224, blank=True)
+    endpoint_url = models.CharField(
+        "AWS-compatible endpoint",
+        max_length=500,
+        blank=True,
+        validators=[endpoint_url_validator],
+        help_text=(
+            "Empty for real AWS. Otherwise a simulated AWS (moto, LocalStack, a proxy) that "
+            "Terraform's provider and the portal's checks talk to instead, e.g. http://127.0.0.1:5000"
+        ),
+    )
     dns_zone = models.CharField(
         "DNS zone", max_length=253, help_text="Zone the environments' FQDNs live under, e.g. sandbox.example.com"
     )
@@ -96,7 +112,14 @@ class SandboxAccount(models.Model):
     def __str__(self):
         return f"{self.name} ({self.account_id})"
 
+    @property
+    def simulated(self) -> bool:
+        """An AWS account whose API is not AWS's own (see endpoint_url)."""
+        return bool(self.endpoint_url)
+
     def clean(self):
+        if self.endpoint_url and self.kind != self.Kind.AWS:
+            raise ValidationError({"endpoint_url": "Only an AWS account talks to an AWS endpoint."})
         if self.kind == self.Kind.AWS and not self.role_arn:
             raise ValidationError({"role_arn": "An AWS account needs the role the portal assumes."})
         if self.role_arn and self.account_id and f"::{self.account_id}:" not in self.role_arn:

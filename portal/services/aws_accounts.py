@@ -38,8 +38,14 @@ def target_for(run: Run) -> aws.AwsTarget:
         dns_zone=account.dns_zone,
         session_name=f"portal-run-{run.pk}",
         source_identity=requester,
-        endpoint_url=settings.PORTAL_AWS_ENDPOINT_URL,
+        endpoint_url=endpoint_url(account),
     )
+
+
+def endpoint_url(account: SandboxAccount) -> str | None:
+    """Where the account's AWS API is: its own endpoint (a simulated AWS), else the portal's
+    PORTAL_AWS_ENDPOINT_URL, else None (real AWS)."""
+    return account.endpoint_url or settings.PORTAL_AWS_ENDPOINT_URL
 
 
 def default_tags(run: Run) -> dict[str, str]:
@@ -73,8 +79,8 @@ def terraform_env() -> dict[str, str]:
     return {names[key]: value for key, value in creds.items()}
 
 
-def preflight(run: Run) -> aws.CheckResult:
-    return aws.preflight(target_for(run), session())
+def preflight(run: Run, new_fqdns: list[str] = ()) -> aws.CheckResult:
+    return aws.preflight(target_for(run), session(), new_fqdns)
 
 
 def check_endpoints(run: Run, fqdns: list[str]) -> aws.CheckResult:

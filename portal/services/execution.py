@@ -34,6 +34,7 @@ from portal.services import state as state_service
 from portal.services.catalog import get_pattern
 from portal.services.errors import ServiceError, TransitionLost
 from portal.services.outages import Outage, reset_connection
+from portal.services.preflight import planned_fqdns
 from provisioning.pipeline import Outcome, Pipeline
 from provisioning.redact import Redactor
 from provisioning.terraform import StepResult, TerraformEvent, TerraformSettings
@@ -48,11 +49,30 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _new_fqdns(run) -> list[str]:
+    """What a create that has made nothing yet is about to add to the zone (its pattern's
+    `fqdn` templates); nothing for other runs, whose records may rightly exist."""
+    environment = run.environment
+    if run.kind != RunKind.CREATE or transitions.stored_resource_count(environment.pk):
+        return []
+    try:
+        pattern = get_pattern(environment.pattern_slug)
+    except ServiceError:
+        return []
+    return planned_fqdns(pattern, name=environment.name, product_slug=environment.product.slug,
+                         account=run.account, parameters=environment.parameters)
+
+
 def terraform_settings() -> TerraformSettings:
-    """The Terraform configuration of this worker, from Django settings."""
-    cache = settings.TERRAFORM_PLUGIN_CACHE_DIR
-    cache.mkdir(parents=True, exist_ok=True)
+    """The Terraform configuration of this worker, from Django settings.
+
+    With a provider mirror, providers come from it alone and no shared cache is written: an
+    unpacked mirror is linked into each run's `.terraform/`, read-only. Without one, the
+    plugin cache (shared by the worker's runs, `init` serialised on its flock)."""
     mirror = settings.TERRAFORM_PROVIDER_MIRROR
+    cache = None if mirror else settings.TERRAFORM_PLUGIN_CACHE_DIR
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
     return TerraformSettings(
         binary=settings.TERRAFORM_BIN,
         plugin_cache_dir=cache,
@@ -362,7 +382,7 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
             if aws_accounts.PROVIDER_FILE in files:  # an AWS pattern: this run's own provider file
                 files.update(aws_accounts.provider_file(run))
             env.update(aws_accounts.terraform_env())
-            check = aws_accounts.preflight(run)
+            check = aws_accounts.preflight(run, _new_fqdns(run))
             recorder.note(f"Account check: {check.reason}", "info" if check.ok else "error")
             if not check.ok:
                 recorder.flush()

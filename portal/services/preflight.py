@@ -205,15 +205,22 @@ def _check_parameters(check: RequestCheck, pattern: Pattern, parameters: dict, a
         check.parameters = values
 
 
+def planned_fqdns(pattern: Pattern, *, name: str, product_slug: str, account: SandboxAccount,
+                  parameters: dict) -> list[str]:
+    """The FQDNs the pattern's `fqdn` templates give an environment (patterns/README.md)."""
+    context = {
+        "environment": {"name": name, "product": product_slug},
+        "account": {"dns_zone": account.dns_zone},
+        "params": parameters,
+    }
+    return predict_fqdns(pattern, context)
+
+
 def _check_fqdns(check: RequestCheck, pattern: Pattern, account: SandboxAccount) -> None:
     """The FQDNs the pattern says it will give this environment, and who holds them now
     (any product's environment: an FQDN is global)."""
-    context = {
-        "environment": {"name": check.name, "product": check.product.slug},
-        "account": {"dns_zone": account.dns_zone},
-        "params": check.parameters,
-    }
-    check.fqdns = predict_fqdns(pattern, context)
+    check.fqdns = planned_fqdns(pattern, name=check.name, product_slug=check.product.slug,
+                                account=account, parameters=check.parameters)
     for fqdn, holder in selectors.fqdn_holders(check.fqdns).items():
         check.add("fqdn", f"{fqdn} already belongs to {holder}; choose another name or application name.", conflict=True)
 

@@ -217,7 +217,7 @@ class EnvironmentRequestForm(forms.Form):
         """Show only the active accounts of the product's department."""
         accounts = list(self.accounts_for(product.department_id)) if product else []
         self.fields["account"].widget.choices = [("", self.fields["account"].empty_label)] + [
-            (account.pk, f"{account.name} · {account.get_kind_display().split(' ')[0]} · {account.region}")
+            (account.pk, f"{account.name} · {'simulated AWS' if account.simulated else account.get_kind_display().split(' ')[0]} · {account.region}")
             for account in accounts
         ]
 

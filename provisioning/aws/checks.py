@@ -136,14 +136,16 @@ def _describe_zones(zones: list[dict]) -> str:
     return ", ".join(f"{z['id']} ({'private' if z['private'] else 'public'})" for z in zones)
 
 
-def preflight(target: AwsTarget, session: boto3.Session) -> CheckResult:
+def preflight(target: AwsTarget, session: boto3.Session, new_fqdns: Iterable[str] = ()) -> CheckResult:
     """Before any Terraform step: can the portal act in this account, and is it the right one?
 
     1. assume the role (failure: the reason names AssumeRole and AWS's error code),
     2. GetCallerIdentity must return `target.account_id` ("the role landed in account X, not
        Y: refusing to run Terraform"),
     3. `target.dns_zone` must exist as a Route 53 hosted zone (exact name; public and/or
-       private noted in details).
+       private noted in details),
+    4. none of `new_fqdns` (what a create is about to add) may exist yet as an A, AAAA or
+       CNAME record in that zone: Terraform would fail on it only after creating the rest.
     Never raises for these expected failures (nor for AWS being unreachable): ok=False.
     """
     if not re.fullmatch(r"[0-9]{12}", target.account_id or ""):
@@ -183,6 +185,25 @@ def preflight(target: AwsTarget, session: boto3.Session) -> CheckResult:
             f"the DNS zone {target.dns_zone} has no Route 53 hosted zone in account {landed}",
             details,
         )
+    wanted = [fqdn for fqdn in dict.fromkeys(_zone_name(f) for f in new_fqdns) if _in_zone(fqdn, _zone_name(target.dns_zone))]
+    if wanted:
+        details["step"] = "records"
+        route53 = _client(assumed, "route53", target)
+        try:
+            taken = {fqdn: records for fqdn in wanted
+                     if (records := [r for z in zones for r in _records_named(route53, z["id"], fqdn)])}
+        except (ClientError, BotoCoreError) as exc:
+            details["error_code"] = _error_code(exc)
+            return CheckResult(False, f"Reading DNS records of {target.dns_zone} failed ({_error_text(exc)}).", details)
+        if taken:
+            details["taken"] = taken
+            names = ", ".join(f"{fqdn} ({', '.join(sorted({r['type'] for r in records}))})" for fqdn, records in taken.items())
+            return CheckResult(
+                False,
+                f"{names} already exists as a record in the zone {target.dns_zone}: refusing to run Terraform; "
+                "choose another name or application name, or remove the record",
+                details,
+            )
     details["step"] = "done"
     return CheckResult(
         True,

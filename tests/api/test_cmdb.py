@@ -89,6 +89,25 @@ def test_account_rules_from_the_model_clean(api, world):
     assert SandboxAccount.objects.get(pk=created["id"]).external_id == "s3cr3t"
 
 
+def test_an_account_names_a_simulated_aws_and_says_so_everywhere(api, world):
+    body = {
+        "department": "payments", "name": "moto", "account_id": "210987654321", "kind": "aws",
+        "role_arn": "arn:aws:iam::210987654321:role/portal", "dns_zone": "aws.sandbox.test",
+    }
+    for bad in ("http://key:secret@127.0.0.1:5000", "http://127.0.0.1:5000/?token=x", "ftp://moto", "127.0.0.1:5000"):
+        error = error_of(api.staff.post("/api/v1/accounts/", {**body, "endpoint_url": bad}, format="json"))
+        assert list(error["fields"]) == ["endpoint_url"], bad
+    local = error_of(api.staff.patch(f"/api/v1/accounts/{world.account.pk}/", {"endpoint_url": "http://127.0.0.1:5000"}, format="json"))
+    assert local["fields"] == {"endpoint_url": ["Only an AWS account talks to an AWS endpoint."]}
+    assert not SandboxAccount.objects.filter(name="moto").exists()
+
+    created = api.staff.post("/api/v1/accounts/", {**body, "endpoint_url": "http://127.0.0.1:5000"}, format="json").json()
+    assert created["endpoint_url"] == "http://127.0.0.1:5000" and created["simulated"] is True
+    assert api.owner.get(f"/api/v1/accounts/{world.account.pk}/").json()["simulated"] is False
+    cleared = api.staff.patch(f"/api/v1/accounts/{created['id']}/", {"endpoint_url": ""}, format="json").json()
+    assert cleared["simulated"] is False
+
+
 def test_a_patch_is_validated_against_the_whole_row(api, world):
     response = api.staff.patch(f"/api/v1/accounts/{world.account.pk}/", {"kind": "aws"}, format="json")
     assert error_of(response)["fields"] == {"role_arn": ["An AWS account needs the role the portal assumes."]}

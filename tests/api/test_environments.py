@@ -48,6 +48,7 @@ def test_the_list_shows_live_environments_with_their_live_endpoints(api, invento
     assert [e["fqdn"] for e in dev["endpoints"]] == ["app.dev.payments.sandbox.test"]
     assert dev["product"]["slug"] == "shop" and dev["department"]["slug"] == "payments"
     assert dev["account"]["name"] == "payments-sandbox" and dev["requested_by"]["username"] == "owner"
+    assert dev["account"]["simulated"] is False  # a local account
     assert dev["latest_run"] is None
 
 

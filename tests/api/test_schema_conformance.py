@@ -131,6 +131,8 @@ STATE_DEPENDENT = [
     # Across two fields of one body, which JSON Schema cannot compare: the 12 digits inside
     # role_arn must be account_id.
     re.compile(r"^The role must belong to this account\.$"),
+    # kind and endpoint_url: only an AWS account may name an AWS endpoint.
+    re.compile(r"^Only an AWS account talks to an AWS endpoint\.$"),
     # Two query parameters that exclude each other (keyset or offset pages), which a schema's
     # parameters cannot say.
     re.compile(r"^give either cursor or offset, not both$"),

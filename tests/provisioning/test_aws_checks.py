@@ -92,6 +92,19 @@ def test_preflight_passes_when_the_role_lands_in_the_sandbox_account(aws):
     assert SANDBOX in result.reason and "public" in result.reason
 
 
+def test_preflight_refuses_a_new_fqdn_that_already_exists_as_a_record_in_the_zone(aws):
+    zone_id = create_zone(aws)
+    upsert(aws, zone_id, f"taken.{ZONE}", "CNAME", value="elsewhere.example.org")
+    upsert(aws, zone_id, f"other.{ZONE}", "A", value="10.0.0.1")
+
+    result = preflight(make_target(aws), portal_session(aws), [f"Taken.{ZONE}.", f"free.{ZONE}", "outside.example.org"])
+
+    assert not result.ok
+    assert result.reason.startswith(f"taken.{ZONE} (CNAME) already exists as a record in the zone {ZONE}: refusing to run Terraform")
+    assert list(result.details["taken"]) == [f"taken.{ZONE}"] and result.details["step"] == "records"
+    assert preflight(make_target(aws), portal_session(aws), [f"free.{ZONE}", f"other-{ZONE}"]).ok
+
+
 def test_preflight_refuses_a_role_that_lands_in_another_account(aws):
     # The CMDB says the account is 123456789012 but its role ARN points at 210987654321:
     # the credentials land in 210987654321, and Terraform must never run there.

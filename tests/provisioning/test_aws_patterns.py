@@ -53,7 +53,7 @@ if str(ROOT) not in sys.path:
 
 from provisioning.parameters import ParameterError, validate_parameters  # noqa: E402
 from provisioning.patterns import EndpointSpec, Pattern, load_catalog  # noqa: E402
-from provisioning.render import parse_hcl, placeholder_context, render_workspace  # noqa: E402
+from provisioning.render import parse_hcl, placeholder_context, predict_fqdns, render_workspace  # noqa: E402
 from tests.moto_server import MOTO_SERVER, MotoAWS  # noqa: E402
 from tests.processes import free_port  # noqa: E402
 
@@ -436,7 +436,7 @@ def used_modules(files: Workspace) -> set[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def terraform(workdir: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+def terraform(workdir: Path, *args: str, timeout: int = 120, input: str | None = None) -> subprocess.CompletedProcess:
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(workdir),
@@ -446,7 +446,7 @@ def terraform(workdir: Path, *args: str, timeout: int = 120) -> subprocess.Compl
     }
     return subprocess.run(
         [sys.executable, "-I", str(TFEXEC), *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, input=input,
     )
 
 
@@ -538,6 +538,25 @@ def test_aws_patterns_do_not_configure_the_provider_but_pin_it():
         config = parse_configuration(slug, read_tf_files(PATTERNS / slug))
         assert config.provider_blocks == []
         assert config.required_providers.get("aws"), f"{slug}: versions.tf must pin the aws provider"
+
+
+@pytest.mark.parametrize("slug", AWS_SLUGS)
+def test_each_aws_pattern_ships_a_lock_file_within_its_constraint(slug):
+    """`init` is reproducible: the pattern's .terraform.lock.hcl (made from the provider
+    mirror, patterns/README.md) is copied into every workspace and pins a version its
+    `required_providers` allows."""
+    pattern = CATALOG[slug]
+    lock = pattern.files.get(".terraform.lock.hcl")
+    assert lock, f"{slug}: no .terraform.lock.hcl (terraform providers lock -fs-mirror=...)"
+    name = '"registry.terraform.io/hashicorp/aws"'
+    [block] = [b for b in parse_hcl(lock)["provider"] if name in b]
+    locked = {key: value.strip('"') if isinstance(value, str) else [h.strip('"') for h in value]
+              for key, value in block[name].items()}
+    major, minor, _ = (int(part) for part in locked["version"].split("."))
+    assert (major, minor) >= (5, 80) and major == 5, locked["version"]  # versions.tf: ~> 5.80
+    assert locked["hashes"] and all(h.startswith(("h1:", "zh:")) for h in locked["hashes"])
+    rendered = render_workspace(pattern, representative_parameters(pattern), aws_context())
+    assert rendered[".terraform.lock.hcl"] == lock
 
 
 def test_terraform_fmt_is_clean_on_the_modules_and_the_aws_patterns():
@@ -718,6 +737,32 @@ def test_each_aws_pattern_passes_terraform_validate(tmp_path, slug):
     assert init.returncode == 0, init.stdout + init.stderr
     validate = terraform(workdir, "validate", "-no-color", timeout=300)
     assert validate.returncode == 0, validate.stdout + validate.stderr
+
+
+@requires_mirror
+@pytest.mark.parametrize("slug", AWS_SLUGS)
+@pytest.mark.parametrize("app_name, product, environment_name", [
+    ("shop-api", "shop", "dev"),
+    ("a" * 31, "payments-platform--core-services-x", "feature-branch-with-a-long-name-x"),  # > 63: cut + md5
+    ("api", "z" * 40, "eeeeeeee-ffffffffff"),  # the cut at 54 ends in "-", which is trimmed
+])
+def test_the_fqdn_template_gives_what_terraform_builds(tmp_path, slug, app_name, product, environment_name):
+    """The pattern.yaml `fqdn` template (refused at request time when taken) and main.tf's
+    `local.app_fqdn` (what apply writes) are two spellings of one rule: Terraform itself
+    evaluates its side, with `terraform console`."""
+    pattern = CATALOG[slug]
+    params = validate_parameters(pattern, {**{k: v for k, v in REPRESENTATIVE.items() if k in pattern.parameters["properties"]}, "app_name": app_name})
+    context = aws_context()
+    context["environment"] = {**context["environment"], "name": environment_name, "product": product}
+    context["account"]["dns_zone"] = "Sandbox.Example.COM."
+    [predicted] = predict_fqdns(pattern, {**context, "params": params})
+    workdir = write_workspace(tmp_path / "ws", render_workspace(pattern, params, context))
+    init = terraform(workdir, "init", "-backend=false", "-input=false", "-no-color", f"-plugin-dir={PROVIDER_MIRROR}", timeout=300)
+    assert init.returncode == 0, init.stdout + init.stderr
+    console = terraform(workdir, "console", "-no-color", input="local.app_fqdn\n")
+    assert console.returncode == 0 and console.stdout.strip().startswith('"'), console.stdout + console.stderr
+    assert json.loads(console.stdout.strip()) == predicted
+    assert len(predicted.split(".")[0]) <= 63
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:  # with `-p no:django` nothing else puts the repos
     sys.path.insert(0, str(ROOT))
 
 from provisioning.aws.provider import (  # noqa: E402
+    PATTERN_SERVICES,
     PROVIDER_FILE,
     TAG_ENVIRONMENT,
     TAG_PORTAL,
@@ -227,3 +228,58 @@ def test_portal_default_tags_name_portal_environment_run_product_and_requester()
         TAG_PRODUCT: "shop",
         TAG_REQUESTER: "-",
     }
+
+
+# --- a simulated AWS (the account's endpoint URL) ---------------------------------------------
+
+
+def test_without_an_endpoint_nothing_about_endpoints_is_written():
+    aws = the_provider(provider_config(make_target(), default_tags=tags()))
+    assert "endpoints" not in aws and "skip_metadata_api_check" not in aws
+
+
+def test_an_endpoint_sends_every_pattern_service_there_and_keeps_the_guards():
+    plain = the_provider(provider_config(make_target(), default_tags=tags()))
+    aws = the_provider(provider_config(make_target(endpoint_url="http://127.0.0.1:5000"), default_tags=tags()))
+
+    assert aws["endpoints"] == [{name: "http://127.0.0.1:5000" for name in PATTERN_SERVICES}]
+    assert aws["skip_metadata_api_check"] is True
+    for guard in ("region", "allowed_account_ids", "assume_role", "default_tags"):
+        assert aws[guard] == plain[guard], guard
+    parse_workspace({PROVIDER_FILE: provider_config(make_target(endpoint_url="http://127.0.0.1:5000"), default_tags=tags())})
+
+
+def test_a_hostile_endpoint_stays_one_literal_value():
+    aws = the_provider(provider_config(make_target(endpoint_url=HOSTILE), default_tags=tags()))
+    assert set(aws["endpoints"][0].values()) == {HOSTILE}
+    assert aws["assume_role"][0]["role_arn"] == "arn:aws:iam::210987654321:role/portal"
+
+
+# The provider `endpoints` name of each AWS resource / data source family the patterns use.
+# None: answered by the provider itself, no API call (region, partition).
+_SERVICE_OF_TYPE = [
+    ("aws_acm_", "acm"), ("aws_cloudwatch_log_", "cloudwatchlogs"), ("aws_db_", "rds"),
+    ("aws_ecr_", "ecr"), ("aws_ecs_", "ecs"), ("aws_iam_", "iam"), ("aws_lb", "elbv2"),
+    ("aws_route53_", "route53"), ("aws_secretsmanager_", "secretsmanager"),
+    ("aws_caller_identity", "sts"), ("aws_region", None), ("aws_partition", None),
+    ("aws_vpc", "ec2"), ("aws_subnet", "ec2"), ("aws_security_group", "ec2"),
+    ("aws_default_security_group", "ec2"), ("aws_route_table", "ec2"), ("aws_route", "ec2"),
+    ("aws_internet_gateway", "ec2"), ("aws_nat_gateway", "ec2"), ("aws_eip", "ec2"),
+    ("aws_availability_zones", "ec2"),
+]
+
+
+def test_the_endpoints_cover_every_service_the_patterns_use():
+    """A new resource type in a pattern or module must reach the simulated AWS too: its
+    service must be in PATTERN_SERVICES (and in the table above)."""
+    used = set()
+    for path in (ROOT / "patterns").rglob("*.tf*"):
+        used.update(re.findall(r'^(?:resource|data)\s+"(aws_[a-z0-9_]+)"', path.read_text(), re.MULTILINE))
+    assert used, "no AWS resource types found under patterns/"
+    services = set()
+    for resource_type in sorted(used):
+        match = [service for prefix, service in _SERVICE_OF_TYPE if resource_type.startswith(prefix)]
+        assert match, f"{resource_type}: which AWS service does it call? add it to _SERVICE_OF_TYPE and PATTERN_SERVICES"
+        services.update(service for service in match[:1] if service)
+    services.add("sts")  # assume_role and the account guard
+    assert services <= set(PATTERN_SERVICES), sorted(services - set(PATTERN_SERVICES))

@@ -26,6 +26,9 @@ class SandboxAccountSerializer(FullCleanModelSerializer):
         help_text="Write-only: the external id the role's trust policy expects.",
     )
     has_external_id = serializers.SerializerMethodField()
+    simulated = serializers.BooleanField(
+        read_only=True, help_text="True when endpoint_url points Terraform and the checks at a simulated AWS."
+    )
     cidr_pools = CidrPoolSerializer(many=True, read_only=True)
     shared_infrastructure = JsonObjectField(
         required=False, help_text=SandboxAccount._meta.get_field("shared_infrastructure").help_text
@@ -44,6 +47,8 @@ class SandboxAccountSerializer(FullCleanModelSerializer):
             "external_id",
             "has_external_id",
             "dns_zone",
+            "endpoint_url",
+            "simulated",
             "max_concurrent_runs",
             "is_active",
             "shared_infrastructure",

@@ -38,3 +38,4 @@ class AccountRefSerializer(serializers.Serializer):
     account_id = serializers.CharField()
     kind = serializers.CharField()
     region = serializers.CharField()
+    simulated = serializers.BooleanField(help_text="Its AWS API is a simulated one (the account's endpoint_url).")
