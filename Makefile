@@ -20,6 +20,7 @@ MANAGE := $(BIN)/python manage.py
 # test extras (about 500 MB more) come only with the targets that need them.
 INSTALL_STAMP := $(VENV)/.install-stamp
 TEST_INSTALL_STAMP := $(VENV)/.install-test-stamp
+AWS_INSTALL_STAMP := $(VENV)/.install-local-aws-stamp
 PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -28,7 +29,7 @@ FAULTS_VAR_DIR := $(CURDIR)/var/test-faults
 # The fault suite gets PYTEST_ARGS too unless told otherwise (e.g. FAULTS_PYTEST_ARGS=-x).
 FAULTS_PYTEST_ARGS ?= $(PYTEST_ARGS)
 
-.PHONY: help install install-test run migrate seed bench test test-regular test-faults e2e-aws clean distclean
+.PHONY: help install install-test install-aws run run-aws migrate seed bench test test-regular test-faults e2e-aws clean distclean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,10 +38,17 @@ install: $(INSTALL_STAMP) ## create .venv (python3 -m venv) and pip install -e .
 
 install-test: $(TEST_INSTALL_STAMP) ## install -e ".[test]" too: pytest, moto, Playwright, schemathesis (make test and make bench do this)
 
+install-aws: $(AWS_INSTALL_STAMP) ## install -e ".[local-aws]" too: moto's server, for make run-aws
+
 $(INSTALL_STAMP): pyproject.toml
 	@if [ ! -x $(BIN)/python ]; then echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); fi
 	$(BIN)/python -m pip install --disable-pip-version-check --quiet -e .
 	@touch $@
+
+$(AWS_INSTALL_STAMP): pyproject.toml
+	@if [ ! -x $(BIN)/python ]; then echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); fi
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet -e ".[local-aws]"
+	@touch $@ $(INSTALL_STAMP)
 
 $(TEST_INSTALL_STAMP): pyproject.toml
 	@if [ ! -x $(BIN)/python ]; then echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); fi
@@ -49,8 +57,12 @@ $(TEST_INSTALL_STAMP): pyproject.toml
 
 # Local commands default to DEBUG=1 so they run without a SECRET_KEY (settings refuse that
 # otherwise). An explicit DEBUG in the environment wins.
-run migrate seed bench: export DEBUG ?= 1
-run: export PORT := $(PORT)
+run run-aws migrate seed bench: export DEBUG ?= 1
+run run-aws: export PORT := $(PORT)
+# make run-aws: moto's server as the simulated AWS (any credentials work there).
+run-aws: export DEVSTACK_MOTO_PORT ?= 5000
+run-aws: export AWS_ACCESS_KEY_ID ?= testing
+run-aws: export AWS_SECRET_ACCESS_KEY ?= testing
 
 run: install ## start web (127.0.0.1:$PORT, default 8000) + Celery worker + beat with demo data; Ctrl-C stops all
 	$(MANAGE) migrate --noinput
@@ -59,6 +71,11 @@ run: install ## start web (127.0.0.1:$PORT, default 8000) + Celery worker + beat
 	  1|true|yes|on) echo "DEBUG on: WhiteNoise serves static files from the app folders; collectstatic skipped" ;; \
 	  *) $(MANAGE) collectstatic --noinput --verbosity 0 ;; \
 	esac
+	exec $(BIN)/python scripts/devstack.py
+
+run-aws: install-aws ## make run plus a moto server (port $DEVSTACK_MOTO_PORT, default 5000) and an aws account aimed at it, for ecs-service / ecs-fullstack
+	$(MANAGE) migrate --noinput
+	$(MANAGE) seed_demo
 	exec $(BIN)/python scripts/devstack.py
 
 migrate: install ## apply database migrations

@@ -277,6 +277,10 @@ TERRAFORM_PLUGIN_CACHE_DIR = env_path("TERRAFORM_PLUGIN_CACHE_DIR", VAR_DIR / "t
 TERRAFORM_PROVIDER_MIRROR = env_str("TERRAFORM_PROVIDER_MIRROR", "") or None
 TERRAFORM_GRACE_SECONDS = env_float("TERRAFORM_GRACE_SECONDS", 20.0)
 TERRAFORM_STEP_TIMEOUT = env_int("TERRAFORM_STEP_TIMEOUT", 3600, minimum=10)
+# A destroy that stops on an AWS error that only needs time (DependencyViolation while ENIs
+# drain, a resource still in use) is tried again, this many more times, this long apart.
+DESTROY_RETRIES = env_int("DESTROY_RETRIES", 3, minimum=0)
+DESTROY_RETRY_SECONDS = env_float("DESTROY_RETRY_SECONDS", 30.0)
 RUN_WORKDIR_ROOT = env_path("RUN_WORKDIR_ROOT", VAR_DIR / "runs")
 # The folder standing for the cloud of `local` sandbox accounts: the offline demo pattern
 # keeps one file per resource there while it exists (read by the local orphan report).

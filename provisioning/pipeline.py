@@ -38,7 +38,8 @@ from provisioning.terraform import (
 )
 
 # A file in the workspace root, or in a shared module copied under modules/.
-WORKSPACE_PATH_RE = re.compile(r"^(modules/[A-Za-z0-9_-]+/)?[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# The pattern's provider lock file is the one dot file.
+WORKSPACE_PATH_RE = re.compile(r"^(modules/[A-Za-z0-9_-]+/)?[A-Za-z0-9_][A-Za-z0-9_.-]*$|^\.terraform\.lock\.hcl$")
 FQDN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 
 
@@ -103,6 +104,7 @@ class _Observer:
         self.done = 0
         self.errored = 0  # apply_errored: a resource Terraform could not create/change/delete
         self.error_summaries: list[str] = []
+        self.error_texts: list[str] = []  # summary and detail of each error diagnostic
         self.planned_changes: list[dict] = []
         self.outputs: dict[str, dict] | None = None
 
@@ -110,6 +112,7 @@ class _Observer:
         """Errors are counted per step: the apply's, not the plan's."""
         self.errored = 0
         self.error_summaries = []
+        self.error_texts = []
 
     def all_changes_completed(self) -> bool:
         """Every planned change completed and none errored: the apply did its work, whatever
@@ -134,13 +137,16 @@ class _Observer:
             if not self.planned:
                 self.planned = int(changes.get("add", 0)) + int(changes.get("change", 0)) + int(changes.get("remove", 0))
                 self.sink.progress(self.done, self.planned)
-        elif kind == "apply_complete":
+        elif kind == "apply_complete" and (data.get("hook") or {}).get("action") != "read":
+            # A data source read during apply is not one of the plan's changes.
             self.done += 1
             self.sink.progress(self.done, max(self.planned, self.done))
         elif kind == "apply_errored":
             self.errored += 1
         elif kind == "diagnostic" and event.level == "error":
-            self.error_summaries.append(str((data.get("diagnostic") or {}).get("summary", "")))
+            diagnostic = data.get("diagnostic") or {}
+            self.error_summaries.append(str(diagnostic.get("summary", "")))
+            self.error_texts.append(f"{diagnostic.get('summary', '')} {diagnostic.get('detail', '')}")
         elif kind == "outputs":
             outputs = data.get("outputs") or {}
             # The plan's `outputs` message carries actions; the apply's carries values.
@@ -200,6 +206,8 @@ class Pipeline:
         max_state_bytes: int | None = None,
         state_backend_wait: float = 300.0,
         run_id: int = 0,
+        destroy_retries: int = 0,
+        destroy_retry_seconds: float = 30.0,
     ):
         self.workdir = Path(workdir)
         self.files = files
@@ -210,6 +218,8 @@ class Pipeline:
         self.state_backend_wait = state_backend_wait
         self.env = dict(env)
         self.run_id = run_id
+        self.destroy_retries = destroy_retries
+        self.destroy_retry_seconds = destroy_retry_seconds
         self.recovered_state: dict | None = None
         self.observer = _Observer(sink)
         self.runner = TerraformRunner(
@@ -393,13 +403,27 @@ class Pipeline:
             )
         if stopped := self._init():
             return stopped
-        result = self._step("destroy", lambda: self.runner.destroy(self.step_timeout))
-        if not self._settle_state(result):
-            return self._state_unknown("the destroy")
-        if result.ok:
-            return Outcome("succeeded", "destroy", "Destroyed.", late_cancel=result.cancelled)
-        if result.cancelled:
-            return Outcome("cancelled", "destroy", "Cancelled during destroy; Terraform stopped and saved its state.")
+        attempts = 1 + max(0, self.destroy_retries)
+        for attempt in range(1, attempts + 1):
+            result = self._step("destroy", lambda: self.runner.destroy(self.step_timeout))
+            if not self._settle_state(result):
+                return self._state_unknown("the destroy")
+            if result.ok:
+                return Outcome("succeeded", "destroy", "Destroyed.", late_cancel=result.cancelled)
+            if result.cancelled:
+                return Outcome("cancelled", "destroy", "Cancelled during destroy; Terraform stopped and saved its state.")
+            waiting_on = _still_releasing(self.observer.error_texts)
+            if attempt == attempts or not waiting_on or result.timed_out:
+                break
+            # Each attempt destroys what it can and saves the state; the next one starts from it.
+            self.sink.note(
+                f"Destroy attempt {attempt} of {attempts} stopped on {waiting_on}: AWS is still releasing "
+                f"what depends on it (network interfaces draining, a service winding down); trying again in "
+                f"{self.destroy_retry_seconds:g} s.",
+                "warning",
+            )
+            if self.cancel.wait(self.destroy_retry_seconds):
+                return Outcome("cancelled", "destroy", "Cancelled between destroy attempts; the state is kept.")
         return self._stopped(result, "destroy") or Outcome("failed", "destroy", "terraform destroy failed.")
 
 
@@ -447,6 +471,23 @@ def state_output_values(document: dict) -> dict:
 def _is_state_write_error(summary: str) -> bool:
     text = summary.lower()
     return "state" in text and any(word in text for word in ("save", "persist", "write", "writing"))
+
+
+# AWS errors of a teardown that only needs time: a dependency (ENIs of a service or load
+# balancer, a rule on a target group) is still being released. Anything else is not retried.
+TRANSIENT_DESTROY_ERRORS = (
+    "DependencyViolation", "ResourceInUse", "InvalidGroup.InUse", "DeleteConflict",
+    "has a dependent object", "is currently in use", "currently in use by",
+)
+
+
+def _still_releasing(error_texts: list[str]) -> str | None:
+    """The first transient teardown error named in the step's error diagnostics, else None."""
+    for text in error_texts:
+        for code in TRANSIENT_DESTROY_ERRORS:
+            if code.lower() in text.lower():
+                return code
+    return None
 
 
 def _is_state_error(summary: str) -> bool:

@@ -12,7 +12,9 @@ script exits non-zero, so a broken stack never looks healthy.
 
 Configuration comes from the environment like the portal's own (see `.env.example`); PORT
 (default 8000) is the web port on 127.0.0.1 and PORTAL_URL defaults to that address because
-workers reach the Terraform state endpoint there. Imports only the standard library until
+workers reach the Terraform state endpoint there. With DEVSTACK_MOTO_PORT (`make run-aws`),
+a moto server is started first on that port, and each time it (re)starts - it keeps nothing
+across restarts - `manage.py seed_aws_demo` prepares an `aws` account aimed at it. Imports only the standard library until
 the banner (which asks Django for the login names).
 """
 
@@ -41,7 +43,7 @@ CRASH_WINDOW_SECONDS = 60.0
 
 # What a child prints once it is serving (the banner waits for these, so it comes last).
 READY_MARKERS = {"worker": " ready.", "beat": "beat: Starting..."}
-COLORS = {"web": "\033[36m", "worker": "\033[33m", "beat": "\033[35m", "devstack": "\033[1m"}
+COLORS = {"moto": "\033[32m", "web": "\033[36m", "worker": "\033[33m", "beat": "\033[35m", "devstack": "\033[1m"}
 
 _PR_SET_PDEATHSIG = 1
 try:  # loaded before any fork: dlopen inside a forked child could deadlock
@@ -85,6 +87,37 @@ def commands(port: int) -> dict[str, list[str]]:
         # The schedule file lives under PORTAL_VAR_DIR (CELERY_BEAT_SCHEDULE_FILENAME).
         "beat": [str(BIN / "celery"), "-A", "portal", "beat", "-l", "info"],
     }
+
+
+# What the AWS patterns need of moto, which it reads only from its environment (managed IAM
+# policies; ACM certificates issued at once); tests/moto_server.PATTERNS_ENV says the same.
+MOTO_ENV = {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_ACM_VALIDATION_WAIT": "0"}
+
+
+def moto_command(port: int) -> list[str]:
+    return [str(BIN / "moto_server"), "-H", HOST, "-p", str(port)]
+
+
+def prepare_moto(port: int, env: dict[str, str], stopping: threading.Event) -> bool:
+    """Wait until moto answers, then seed the simulated account into it; False if it did not."""
+    endpoint = f"http://{HOST}:{port}"
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not stopping.is_set():
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/reset", timeout=1).close()  # noqa: S310
+            break
+        except urllib.error.HTTPError:
+            break  # it answers (a GET of the reset URL is a 400)
+        except OSError:
+            if time.monotonic() > deadline:
+                say("devstack", f"!!! moto did not answer on {endpoint} within {READY_TIMEOUT:.0f}s")
+                return False
+            time.sleep(0.2)
+    seed = subprocess.run([str(BIN / "python"), "manage.py", "seed_aws_demo", "--endpoint", endpoint],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    for line in (seed.stdout + seed.stderr).splitlines():
+        say("moto", line)
+    return seed.returncode == 0
 
 
 def _die_with_devstack() -> None:
@@ -232,13 +265,23 @@ def main() -> int:
 
     children: list[Child] = []
     exit_code = 0
+    moto_port = int(os.environ.get("DEVSTACK_MOTO_PORT") or 0)
     try:
-        for name, argv in commands(port).items():
+        argvs = commands(port)
+        if moto_port:
+            argvs = {"moto": moto_command(moto_port), **argvs}
+            say("devstack", f"starting moto: {' '.join(argvs['moto'])}")
+            children.append(Child("moto", argvs["moto"], {**env, **MOTO_ENV}))
+            if not prepare_moto(moto_port, env, stopping):
+                say("devstack", "!!! the simulated AWS account could not be prepared (see above); stopping")
+                return 1
+        for name, argv in argvs.items():
+            if name == "moto":
+                continue
             say("devstack", f"starting {name}: {' '.join(argv)}")
             children.append(Child(name, argv, env))
         threading.Thread(target=wait_for_web, args=(url, children, stopping), daemon=True).start()
 
-        argvs = commands(port)
         crashes: dict[str, list[float]] = {name: [] for name in argvs}
         while not stopping.is_set():
             for index, child in enumerate(children):
@@ -259,7 +302,9 @@ def main() -> int:
                                 "Runs it held are reaped and nothing is re-applied; see its log above.")
                 if stopping.wait(delay):
                     break
-                children[index] = Child(child.name, argvs[child.name], env)
+                children[index] = Child(child.name, argvs[child.name], {**env, **MOTO_ENV} if child.name == "moto" else env)
+                if child.name == "moto" and not prepare_moto(moto_port, env, stopping):
+                    say("devstack", "!!! moto came back but the simulated account could not be prepared again")
             stopping.wait(0.2)
         if signals_seen:
             say("devstack", f"got {signal.Signals(signals_seen[0]).name}; stopping web, worker and beat")

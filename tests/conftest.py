@@ -32,6 +32,8 @@ import pytest
 
 from tests.processes import (
     BASE_DIR,
+    HAS_AWS_PROVIDER,
+    PROVIDER_MIRROR,
     PASSTHROUGH_ENV,
     CeleryWorker,
     ProcessStartError,
@@ -258,7 +260,15 @@ def portal_env(request, django_db_setup) -> dict[str, str]:
         "PATTERNS_DIR": str(Path(settings.PATTERNS_DIR).resolve()),
         "GITHUB_TOKEN": "",  # never a developer's real token (see pytest_sessionstart)
         "GITHUB_REPOSITORY": "",
+        # Never a developer's real AWS keys either: moto's dummy ones (a simulated account's
+        # endpoint takes any); no PORTAL_AWS_ENDPOINT_URL, each account names its own.
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "",
+        "PORTAL_AWS_ENDPOINT_URL": "",
     })
+    if HAS_AWS_PROVIDER and "TERRAFORM_PROVIDER_MIRROR" not in os.environ:
+        env["TERRAFORM_PROVIDER_MIRROR"] = str(PROVIDER_MIRROR)
     if settings.CELERY_RESULT_BACKEND:
         env["CELERY_RESULT_BACKEND"] = settings.CELERY_RESULT_BACKEND
     return env

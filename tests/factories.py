@@ -182,7 +182,8 @@ def make_state_version(environment=None, *, run=None, serial=None, resources=1, 
         "lineage": lineage,
         "outputs": {},
         "resources": [
-            {"mode": "managed", "type": "terraform_data", "name": f"r{i}", "instances": []} for i in range(resources)
+            {"mode": "managed", "type": "terraform_data", "name": f"r{i}", "instances": [{"attributes": {}}]}
+            for i in range(resources)
         ],
     }
     content = json.dumps(document).encode()

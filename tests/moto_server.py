@@ -11,7 +11,8 @@
 - `aws` (function): the same reset, then a `MotoAWS` helper: `.endpoint_url`, `.region`,
   `.session(account_id)` (a boto3 session acting in that account), `.enforce_iam()`.
 
-Plain pytest and boto3: no Django, nothing from `portal/` or `provisioning/`.
+Plain pytest and boto3, no Django; `create_shared_infrastructure` uses provisioning.aws.simulated
+(what `make run-aws` seeds moto with).
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def _answers(endpoint: str) -> bool:
 class MotoServer:
     """One `moto_server` child process on 127.0.0.1."""
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, extra_env: dict[str, str] | None = None):
         self.log_path = log_path
+        self.extra_env = dict(extra_env or {})
         self.process: subprocess.Popen | None = None
         self.endpoint_url = ""
 
@@ -81,7 +83,7 @@ class MotoServer:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=_server_env(),
+                    env={**_server_env(), **self.extra_env},
                     start_new_session=True,
                 )
             deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -162,6 +164,34 @@ class MotoAWS:
             yield
         finally:
             self.set_iam_enforcement(False)
+
+
+# What the AWS patterns need of moto, which it reads only from its environment: AWS managed
+# IAM policies loaded (modules/ecs_service attaches AmazonECSTaskExecutionRolePolicy), and
+# DNS-validated ACM certificates issued at once (moto's default wait is 60 s).
+PATTERNS_ENV = {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_ACM_VALIDATION_WAIT": "0"}
+
+
+@contextlib.contextmanager
+def moto_for_patterns(log_dir: Path) -> Iterator[str]:
+    """A moto server of the caller's own with PATTERNS_ENV; yields its endpoint URL."""
+    server = MotoServer(Path(log_dir) / "moto_server.log", PATTERNS_ENV)
+    try:
+        endpoint = server.start()
+    except MotoServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def create_shared_infrastructure(aws: MotoAWS, zone: str, account: str = DEFAULT_ACCOUNT) -> dict:
+    """The zone and what a platform team sets up once per account, in moto, as `make run-aws`
+    does it (provisioning.aws.simulated); returns it as an account's `shared_infrastructure`."""
+    from provisioning.aws.simulated import prepare_account
+
+    return prepare_account(aws.endpoint_url, account, aws.region, zone)["shared_infrastructure"]
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,12 @@ STOP_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 80
 # Always passed through to children; everything else is set explicitly (see portal_env).
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+# The read-only Terraform provider mirror of this machine, when it has one (TF_PROVIDER_MIRROR;
+# the default is where this machine kind ships hashicorp/aws). Children get it as
+# TERRAFORM_PROVIDER_MIRROR, so AWS patterns run through the portal; elsewhere those tests skip.
+PROVIDER_MIRROR = Path(os.environ.get("TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
+HAS_AWS_PROVIDER = (PROVIDER_MIRROR / "registry.terraform.io" / "hashicorp" / "aws").is_dir()
+NO_AWS_PROVIDER = f"no AWS provider in a local mirror at {PROVIDER_MIRROR} (set TF_PROVIDER_MIRROR); the provider cannot be downloaded here"
 
 _PR_SET_PDEATHSIG = 1
 

@@ -405,6 +405,8 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
             step_timeout=settings.TERRAFORM_STEP_TIMEOUT,
             max_state_bytes=settings.STATE_MAX_BYTES,
             state_backend_wait=settings.STATE_BACKEND_WAIT_SECONDS,
+            destroy_retries=settings.DESTROY_RETRIES,
+            destroy_retry_seconds=settings.DESTROY_RETRY_SECONDS,
             run_id=run.pk,
         )
         if run.kind == RunKind.CREATE:

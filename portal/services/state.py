@@ -85,16 +85,37 @@ def stored_resource_count(environment_id: int) -> int:
     return latest or 0
 
 
-# Finds the sentence `what_the_stored_state_says` writes, to bring an old reason up to date.
-STORED_STATE_SENTENCE_RE = re.compile(r"The stored state lists \d+ resource\(s\)[^.]*\.")
+# Finds the sentence `what_the_stored_state_says` writes, to bring an old reason up to date
+# (resource addresses hold dots, so the list in brackets is matched whole).
+STORED_STATE_SENTENCE_RE = re.compile(r"The stored state lists \d+ resource\(s\)[^.(]*(?:\([^)]*\))?\.")
+ADDRESSES_NAMED = 10  # at most this many addresses in a status sentence
+
+
+def stored_resource_addresses(environment_id: int) -> list[str]:
+    """The managed resource instances of the newest stored state, as Terraform addresses."""
+    document = latest_state(environment_id) or {}
+    addresses = []
+    for resource in document.get("resources", []):
+        if not isinstance(resource, dict) or resource.get("mode") != "managed":
+            continue
+        base = ".".join(part for part in (resource.get("module"), f"{resource.get('type')}.{resource.get('name')}") if part)
+        for instance in resource.get("instances", []):
+            key = instance.get("index_key") if isinstance(instance, dict) else None
+            addresses.append(base + (f"[{json.dumps(key)}]" if key is not None else ""))
+    return addresses
 
 
 def what_the_stored_state_says(environment_id: int) -> str:
-    """One sentence about what exists, from the stored state only."""
+    """One sentence about what exists, from the stored state only; with exactly what is left
+    (its first ADDRESSES_NAMED addresses) when something is."""
     count = stored_resource_count(environment_id)
     if count == 0:
         return "The stored state lists 0 resource(s): nothing it tracked exists any more."
-    return f"The stored state lists {count} resource(s); they still exist."
+    addresses = [a.replace("(", "[").replace(")", "]") for a in stored_resource_addresses(environment_id)]
+    if not addresses:
+        return f"The stored state lists {count} resource(s); they still exist."
+    more = f", and {len(addresses) - ADDRESSES_NAMED} more" if len(addresses) > ADDRESSES_NAMED else ""
+    return f"The stored state lists {count} resource(s); they still exist ({', '.join(addresses[:ADDRESSES_NAMED])}{more})."
 
 
 class StateDocumentError(ValueError):

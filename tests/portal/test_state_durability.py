@@ -134,6 +134,23 @@ def test_a_destroy_terraform_called_done_is_not_a_delete_while_the_stored_state_
     env.refresh_from_db()
     assert run.status == RunStatus.FAILED and "still lists 3 resource(s)" in run.explanation
     assert env.status == EnvironmentStatus.DELETE_FAILED and "The stored state lists 3 resource(s)" in env.status_reason
+    # Exactly what is left, by address.
+    assert "they still exist (terraform_data.r0, terraform_data.r1, terraform_data.r2)." in env.status_reason
+
+
+def test_what_is_left_names_at_most_ten_addresses_and_module_and_index_keys(run):
+    from portal.services.state import STORED_STATE_SENTENCE_RE, what_the_stored_state_says
+
+    version = make_state_version(run.environment, resources=12)
+    document = json.loads(bytes(version.content))
+    document["resources"][0].update(module="module.network", instances=[{"index_key": 0}, {"index_key": "b"}])
+    StateVersion.objects.filter(pk=version.pk).update(content=json.dumps(document).encode(), resource_count=13)
+    sentence = what_the_stored_state_says(run.environment_id)
+    assert sentence.startswith('The stored state lists 13 resource(s); they still exist (module.network.terraform_data.r0[0], '
+                               'module.network.terraform_data.r0["b"], terraform_data.r1, ')
+    assert sentence.endswith("terraform_data.r8, and 3 more).")
+    # An older reason's sentence is found whole, dots and all, to be brought up to date.
+    assert STORED_STATE_SENTENCE_RE.sub("X.", f"Delete failed. {sentence} Retry.") == "Delete failed. X. Retry."
 
 
 def test_a_create_retry_stopped_before_apply_keeps_what_the_stored_state_lists(run):

@@ -32,15 +32,11 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import posixpath
 import re
 import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,13 +50,12 @@ if str(ROOT) not in sys.path:
 from provisioning.parameters import ParameterError, validate_parameters  # noqa: E402
 from provisioning.patterns import EndpointSpec, Pattern, load_catalog  # noqa: E402
 from provisioning.render import parse_hcl, placeholder_context, predict_fqdns, render_workspace  # noqa: E402
-from tests.moto_server import MOTO_SERVER, MotoAWS  # noqa: E402
-from tests.processes import free_port  # noqa: E402
+from tests.moto_server import MotoAWS, create_shared_infrastructure, moto_for_patterns  # noqa: E402
 
 PATTERNS = ROOT / "patterns"
 MODULES = PATTERNS / "modules"
 TFEXEC = ROOT / "provisioning" / "tfexec.py"
-PROVIDER_MIRROR = Path(os.environ.get("TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
+from tests.processes import HAS_AWS_PROVIDER, NO_AWS_PROVIDER, PROVIDER_MIRROR  # noqa: E402
 
 # Where the portal puts the shared modules in a workspace, as seen from the pattern's root.
 WORKSPACE_MODULES = "modules"
@@ -722,10 +717,7 @@ def test_a_badly_formatted_module_fails_fmt(tmp_path):
 # With a local provider mirror: terraform validate for real
 # --------------------------------------------------------------------------------------------
 
-requires_mirror = pytest.mark.skipif(
-    not (PROVIDER_MIRROR / "registry.terraform.io" / "hashicorp" / "aws").is_dir(),
-    reason=f"no AWS provider in a local mirror at {PROVIDER_MIRROR} (set TF_PROVIDER_MIRROR); the provider cannot be downloaded here",
-)
+requires_mirror = pytest.mark.skipif(not HAS_AWS_PROVIDER, reason=NO_AWS_PROVIDER)
 
 
 @requires_mirror
@@ -769,7 +761,7 @@ def test_the_fqdn_template_gives_what_terraform_builds(tmp_path, slug, app_name,
 # With a local provider mirror: apply and destroy for real, against moto's server
 # --------------------------------------------------------------------------------------------
 
-MOTO_SERVICES = ["acm", "cloudwatchlogs", "ec2", "ecr", "ecs", "elbv2", "iam", "rds", "route53", "secretsmanager", "sts"]
+from provisioning.aws.provider import PATTERN_SERVICES as MOTO_SERVICES  # noqa: E402
 
 
 def moto_provider(endpoint_url: str, region: str) -> str:
@@ -794,71 +786,12 @@ def moto_provider(endpoint_url: str, region: str) -> str:
     )
 
 
-def create_shared_infrastructure(aws, zone: str) -> dict:
-    """What a platform team sets up once per account, in moto: VPC, subnets, load balancer
-    with an HTTPS listener (wildcard certificate), ECS cluster."""
-    ec2, elb, ecs, acm = (aws.client(name) for name in ("ec2", "elbv2", "ecs", "acm"))
-    vpc = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
-    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:2]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.50.{i}.0/24", AvailabilityZone=zone_name)["Subnet"]["SubnetId"]
-        for i, zone_name in enumerate(zones)
-    ]
-    group = ec2.create_security_group(GroupName="shared-alb", Description="shared load balancer", VpcId=vpc)["GroupId"]
-    balancer = elb.create_load_balancer(Name="shared", Subnets=subnets, SecurityGroups=[group])["LoadBalancers"][0]
-    certificate = acm.request_certificate(DomainName=f"*.{zone}", ValidationMethod="DNS")["CertificateArn"]
-    listener = elb.create_listener(
-        LoadBalancerArn=balancer["LoadBalancerArn"], Protocol="HTTPS", Port=443,
-        Certificates=[{"CertificateArn": certificate}],
-        DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
-    )["Listeners"][0]["ListenerArn"]
-    return {
-        "ecs_cluster_arn": ecs.create_cluster(clusterName="shared")["cluster"]["clusterArn"],
-        "alb_listener_arn": listener,
-        "alb_dns_name": balancer["DNSName"],
-        "alb_zone_id": balancer["CanonicalHostedZoneId"],
-        "vpc_id": vpc,
-        "private_subnet_ids": subnets,
-        "alb_security_group_id": group,
-    }
-
-
 @pytest.fixture(scope="module")
 def moto_with_managed_policies(tmp_path_factory):
-    """A moto server of this module's own, with AWS managed IAM policies loaded
-    (AmazonECSTaskExecutionRolePolicy is attached by modules/ecs_service). moto reads that
-    switch only from its environment, so the shared session server cannot be used."""
-    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ}
-    # ACM: issue DNS-validated certificates at once (moto's default is 60 s).
-    env.update({"PYTHONUNBUFFERED": "1", "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_ACM_VALIDATION_WAIT": "0"})
-    port = free_port()
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/reset", timeout=1).close()  # noqa: S310
-                break
-            except urllib.error.HTTPError:
-                break  # it answers (GET of the reset URL is a 400)
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-                time.sleep(0.1)
+    """A moto server of this module's own, set up for the patterns (PATTERNS_ENV): the shared
+    session server cannot be, since moto reads those switches only from its environment."""
+    with moto_for_patterns(tmp_path_factory.mktemp("moto")) as endpoint:
         yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 @requires_mirror

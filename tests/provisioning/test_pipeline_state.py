@@ -150,3 +150,99 @@ def test_a_destroy_never_starts_while_the_state_backend_is_unreachable(tmp_path)
     outcome = work.destroy()
     assert outcome.status == "failed" and "nothing was destroyed" in outcome.explanation
     assert work.current == "render", "no Terraform step may start"
+
+
+# --- a teardown that needs time (issue 15) ------------------------------------------------------
+
+# Its destroy stops once with `first_error` (as AWS does while ENIs drain), then succeeds.
+FLAKY_DESTROY_TF = """
+terraform {
+  backend "http" {}
+}
+
+resource "terraform_data" "service" {
+  input = "service"
+}
+
+resource "terraform_data" "security_group" {
+  input = "%(marker)s"
+  provisioner "local-exec" {
+    when    = destroy
+    command = "if [ -e '${self.input}' ]; then exit 0; fi; touch '${self.input}'; echo '%(first_error)s' >&2; exit 1"
+  }
+}
+"""
+
+
+class StoringBackend(Backend):
+    """The http backend that keeps what Terraform writes."""
+
+    def do_POST(self):
+        type(self).state = self._body()
+        type(self).posts += 1
+        self._reply(200)
+
+
+class CountingSink(Sink):
+    def __init__(self):
+        super().__init__()
+        self.steps: list[str] = []
+
+    def command(self, result):
+        self.steps.append(result.step)
+
+
+@pytest.fixture
+def storing_backend():
+    StoringBackend.state, StoringBackend.posts = None, 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StoringBackend)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/state/1/"
+    server.shutdown()
+
+
+def flaky_pipeline(tmp_path, address, sink, first_error, retries=2):
+    work = pipeline(tmp_path, address, sink)
+    work.files = {"main.tf": FLAKY_DESTROY_TF % {"marker": tmp_path / "released", "first_error": first_error}}
+    work.destroy_retries, work.destroy_retry_seconds = retries, 0.1
+    assert work.create(()).ok
+    return work
+
+
+def managed(state: bytes) -> list[str]:
+    return [r["name"] for r in json.loads(state)["resources"] if r["mode"] == "managed"]
+
+
+def test_a_destroy_stopped_by_a_dependency_still_draining_is_tried_again(tmp_path, storing_backend):
+    sink = CountingSink()
+    error = "api error DependencyViolation: resource sg-0123 has a dependent object"
+    work = flaky_pipeline(tmp_path, storing_backend, sink, error)
+    sink.steps.clear()
+
+    outcome = work.destroy()
+
+    assert outcome.ok, outcome
+    assert sink.steps == ["init", "destroy", "destroy"]
+    [note] = [n for n in sink.notes if n.startswith("Destroy attempt")]
+    assert note.startswith("Destroy attempt 1 of 3 stopped on DependencyViolation: AWS is still releasing")
+    assert managed(StoringBackend.state) == []
+
+
+def test_a_destroy_that_fails_for_another_reason_is_not_retried(tmp_path, storing_backend):
+    sink = CountingSink()
+    work = flaky_pipeline(tmp_path, storing_backend, sink, "api error AccessDenied: not allowed")
+    sink.steps.clear()
+
+    outcome = work.destroy()
+
+    assert outcome.status == "failed" and sink.steps == ["init", "destroy"]
+    assert not [n for n in sink.notes if n.startswith("Destroy attempt")]
+    assert managed(StoringBackend.state) == ["security_group"], "what failed stays in the state"
+
+
+def test_the_retries_end_and_the_failure_is_reported(tmp_path, storing_backend):
+    sink = CountingSink()
+    work = flaky_pipeline(tmp_path, storing_backend, sink, "DependencyViolation", retries=0)
+    sink.steps.clear()
+    assert work.destroy().status == "failed" and sink.steps == ["init", "destroy"]
