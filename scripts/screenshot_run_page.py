@@ -23,14 +23,21 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 def developer_password() -> str:
+    """DEMO_DEVELOPER_PASSWORD, else the one seed_demo generated and kept (`kept_logins`)."""
     if os.environ.get("DEMO_DEVELOPER_PASSWORD"):
         return os.environ["DEMO_DEVELOPER_PASSWORD"]
-    var_dir = Path(os.environ.get("PORTAL_VAR_DIR") or ROOT / "var")
-    for line in (var_dir / "demo-logins.txt").read_text().splitlines():
-        name, _, password = line.partition(" ")
-        if name == "developer":
-            return password
-    raise SystemExit("no password for developer: set DEMO_DEVELOPER_PASSWORD")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ.setdefault("DEBUG", "1")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from portal.management.commands.seed_demo import DEVELOPER_USERNAME, kept_logins
+
+    password = kept_logins().get(DEVELOPER_USERNAME)
+    if not password:
+        raise SystemExit("no password for developer: set DEMO_DEVELOPER_PASSWORD")
+    return password
 
 
 def main() -> None:

@@ -325,12 +325,8 @@ def runs_sent_to_workers(monkeypatch) -> list[int]:
     picked up by a later test's worker)."""
     from portal.services import dispatch
 
+    from tests.stand_ins import TaskSink
+
     sent: list[int] = []
-
-    class _Broker:
-        def send_task(self, name, args=()):
-            assert name == dispatch.EXECUTE_RUN_TASK
-            sent.extend(args)
-
-    monkeypatch.setattr(dispatch, "current_app", _Broker())
+    monkeypatch.setattr(dispatch, "current_app", TaskSink(dispatch.EXECUTE_RUN_TASK, lambda *ids: sent.extend(ids)))
     return sent

@@ -23,6 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
+import jinja2
 from django.conf import settings
 from django.db import Error as DatabaseFault
 from django.db import close_old_connections
@@ -59,8 +60,11 @@ def _new_fqdns(run) -> list[str]:
         pattern = get_pattern(environment.pattern_slug)
     except ServiceError:
         return []
-    return planned_fqdns(pattern, name=environment.name, product_slug=environment.product.slug,
-                         account=run.account, parameters=environment.parameters)
+    try:
+        return planned_fqdns(pattern, name=environment.name, product_slug=environment.product.slug,
+                             account=run.account, parameters=environment.parameters)
+    except (jinja2.TemplateError, TypeError, ValueError):
+        return []  # parameters of an older pattern version: the outputs step still guards
 
 
 def terraform_settings() -> TerraformSettings:

@@ -12,6 +12,7 @@ from portal.services.github_mirror import schedule_mirror
 from portal.services import github_mirror
 from tests.factories import make_environment
 from tests.github.conftest import TOKEN
+from tests.stand_ins import TaskSink
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("runs_sent_to_workers")]
 
@@ -22,19 +23,8 @@ WORKER = "worker-1:123"
 def enqueued(monkeypatch):
     """The run ids `portal.mirror_run` was sent for (nothing reaches the broker)."""
     sent = []
-    monkeypatch.setattr(github_mirror, "current_app", _Broker(lambda run_id: sent.append(run_id)))
+    monkeypatch.setattr(github_mirror, "current_app", TaskSink(github_mirror.MIRROR_RUN_TASK, lambda run_id: sent.append(run_id)))
     return sent
-
-
-class _Broker:
-    """Stands in for the Celery app the mirror sends `portal.mirror_run` through (by name)."""
-
-    def __init__(self, deliver):
-        self.deliver = deliver
-
-    def send_task(self, name, args=()):
-        assert name == github_mirror.MIRROR_RUN_TASK
-        self.deliver(*args)
 
 
 def run_a_create_to_the_end(environment, capture):
@@ -90,7 +80,7 @@ def test_a_broker_that_refuses_the_message_never_fails_the_transition(
     def refuse(run_id):
         raise OperationalError(f"[Errno 111] Connection refused (while sending with token {TOKEN})")
 
-    monkeypatch.setattr(github_mirror, "current_app", _Broker(refuse))
+    monkeypatch.setattr(github_mirror, "current_app", TaskSink(github_mirror.MIRROR_RUN_TASK, refuse))
     environment = make_environment(status="provisioning", code_snapshot={"main.tf": "# x\n"})
 
     run = run_a_create_to_the_end(environment, django_capture_on_commit_callbacks)

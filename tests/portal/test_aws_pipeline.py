@@ -88,10 +88,24 @@ def managed_instances(document) -> list[str]:
 
 
 def tagged_with(world, environment) -> list[str]:
-    """What moto's tagging API lists with the environment's tag (the orphan report's view)."""
+    """What moto's tagging API lists with the environment's tag, less what ECS and EC2 say is
+    gone (a deleted service stays listed as INACTIVE, a deregistered task definition too, a
+    deleted NAT gateway as deleted)."""
     tagging = world["aws"].client("resourcegroupstaggingapi", SANDBOX)
     found = tagging.get_resources(TagFilters=[{"Key": "portal:environment", "Values": [aws_accounts.environment_tag(environment)]}])
-    return [item["ResourceARN"] for item in found["ResourceTagMappingList"]]
+    ecs, ec2 = world["aws"].client("ecs", SANDBOX), world["aws"].client("ec2", SANDBOX)
+    live = []
+    for arn in (item["ResourceARN"] for item in found["ResourceTagMappingList"]):
+        if ":service/" in arn:
+            cluster = arn.split(":service/", 1)[1].split("/")[0]
+            if all(s["status"] != "ACTIVE" for s in ecs.describe_services(cluster=cluster, services=[arn])["services"]):
+                continue
+        if ":task-definition/" in arn and ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["status"] != "ACTIVE":
+            continue
+        if ":natgateway/" in arn and ec2.describe_nat_gateways(NatGatewayIds=[arn.rsplit("/", 1)[1]])["NatGateways"][0]["State"] == "deleted":
+            continue
+        live.append(arn)
+    return live
 
 
 def records_named(world, fqdn) -> list[dict]:
@@ -129,7 +143,7 @@ def test_an_aws_pattern_is_created_checked_and_deleted_through_the_portal(world,
     destroy.refresh_from_db()
     assert destroy.status == RunStatus.SUCCEEDED, destroy.explanation
     assert managed_instances(state_of(environment)) == []
-    assert environment.orphans == [] and environment.orphans_checked_at is not None
+    assert [o["arn"] for o in environment.orphans] == [] and environment.orphans_checked_at is not None
     assert tagged_with(world, environment) == [] and records_named(world, fqdn) == []
 
 

@@ -383,6 +383,35 @@ def test_find_orphans_returns_exactly_the_environments_leftovers(aws):
     assert group["GroupId"]  # it exists, and is not reported
 
 
+def test_find_orphans_leaves_out_what_ecs_and_ec2_say_is_gone(aws):
+    mine = portal_default_tags(portal="sandbox-portal", environment="shop-dev", run="portal-run-42", product="shop", requester="alice")
+    ecs = aws.client("ecs", SANDBOX)
+    ecs.create_cluster(clusterName="shared")
+    tags = [{"key": k, "value": v} for k, v in mine.items()]
+    definition = {"family": "shop-dev", "containerDefinitions": [{"name": "app", "image": "nginx", "memory": 512}], "tags": tags}
+    gone = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
+    kept = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
+    ecs.deregister_task_definition(taskDefinition=gone)
+    for name in ("deleted", "running"):
+        ecs.create_service(cluster="shared", serviceName=name, taskDefinition=kept, desiredCount=0, tags=tags)
+    ecs.delete_service(cluster="shared", service="deleted", force=True)
+    ec2 = aws.client("ec2", SANDBOX)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.0.0/24")["Subnet"]["SubnetId"]
+    nat_tags = [{"ResourceType": "natgateway", "Tags": tag_list(mine)}]
+    nat_ids = [ec2.create_nat_gateway(SubnetId=subnet, AllocationId=ec2.allocate_address(Domain="vpc")["AllocationId"],
+                                      TagSpecifications=nat_tags)["NatGateway"]["NatGatewayId"] for _ in range(2)]
+    ec2.delete_nat_gateway(NatGatewayId=nat_ids[0])
+
+    orphans = find_orphans(make_target(aws), portal_session(aws), {TAG_PORTAL: "sandbox-portal", TAG_ENVIRONMENT: "shop-dev"})
+
+    arns = [orphan["arn"] for orphan in orphans]
+    assert kept in arns and gone not in arns
+    assert any(arn.endswith("service/shared/running") for arn in arns)
+    assert not any(arn.endswith("service/shared/deleted") for arn in arns)
+    assert [arn.rsplit("/", 1)[1] for arn in arns if ":natgateway/" in arn] == [nat_ids[1]]
+
+
 def test_find_orphans_reads_every_page(aws):
     tags = {TAG_ENVIRONMENT: "shop-dev"}
     sqs = aws.client("sqs", SANDBOX)
