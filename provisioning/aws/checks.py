@@ -313,8 +313,8 @@ def find_orphans(
     `regions` defaults to the target's region; add "us-east-1" for patterns with global
     resources (CloudFront, ...). Tag keys/values are sanitised exactly as `portal_default_tags`
     and `provider_config` sanitise them, so a raw environment name finds its resources.
-    AWS may list a resource for some minutes after it was deleted; ECS services and task
-    definitions ECS says are no longer ACTIVE and NAT gateways EC2 says are deleted are left
+    AWS may list a resource for some minutes after it was deleted; ECS clusters, services and
+    task definitions ECS says are no longer ACTIVE and NAT gateways EC2 says are deleted are left
     out (`_deleted_but_listed`).
     Raises AwsCheckError when the role cannot be assumed or the API fails; ValueError for no
     tags (that would list the whole account).
@@ -342,23 +342,28 @@ def find_orphans(
     return [found[arn] for arn in sorted(found) if not _deleted_but_listed(assumed, target, arn)]
 
 
-# AWS keeps some deleted resources visible, tags and all: a deleted ECS service stays DRAINING,
-# then INACTIVE, for a while; a deregistered task definition stays INACTIVE for good; a
+# AWS keeps some deleted resources visible, tags and all: a deleted ECS cluster stays INACTIVE,
+# a deleted ECS service DRAINING, then INACTIVE, for a while; a deregistered task definition stays INACTIVE for good; a
 # deleted NAT gateway is listed as `deleted` for about an hour.
 _NAT_GATEWAY_ARN = re.compile(r"^arn:[^:]+:ec2:([^:]+):[0-9]{12}:natgateway/(nat-[0-9a-f]+)$")
+_ECS_CLUSTER_ARN = re.compile(r"^arn:[^:]+:ecs:([^:]+):[0-9]{12}:cluster/.+$")
 _ECS_SERVICE_ARN = re.compile(r"^arn:[^:]+:ecs:([^:]+):[0-9]{12}:service/([^/]+)/(.+)$")
 _ECS_TASK_DEFINITION_ARN = re.compile(r"^arn:[^:]+:ecs:([^:]+):[0-9]{12}:task-definition/.+$")
 
 
 def _deleted_but_listed(assumed, target: AwsTarget, arn: str) -> bool:
-    """True for a resource the tagging API lists but its own API says is gone (ECS services
-    and task definitions no longer ACTIVE, NAT gateways deleting or deleted). Anything else, or an error asking, is
+    """True for a resource the tagging API lists but its own API says is gone (ECS clusters,
+    services and task definitions no longer ACTIVE, NAT gateways deleting or deleted). Anything else, or an error asking, is
     reported as it is listed."""
     try:
         if match := _NAT_GATEWAY_ARN.match(arn):
             ec2 = _client(assumed, "ec2", target, region=match.group(1))
             gateways = ec2.describe_nat_gateways(NatGatewayIds=[match.group(2)]).get("NatGateways", [])
             return bool(gateways) and all(g.get("State") in ("deleting", "deleted") for g in gateways)
+        if match := _ECS_CLUSTER_ARN.match(arn):
+            ecs = _client(assumed, "ecs", target, region=match.group(1))
+            clusters = ecs.describe_clusters(clusters=[arn]).get("clusters", [])
+            return bool(clusters) and all(c.get("status") != "ACTIVE" for c in clusters)
         if match := _ECS_SERVICE_ARN.match(arn):
             ecs = _client(assumed, "ecs", target, region=match.group(1))
             services = ecs.describe_services(cluster=match.group(2), services=[arn]).get("services", [])

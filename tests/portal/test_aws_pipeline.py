@@ -89,13 +89,15 @@ def managed_instances(document) -> list[str]:
 
 def tagged_with(world, environment) -> list[str]:
     """What moto's tagging API lists with the environment's tag, less what ECS and EC2 say is
-    gone (a deleted service stays listed as INACTIVE, a deregistered task definition too, a
-    deleted NAT gateway as deleted)."""
+    gone (a deleted cluster or service stays listed as INACTIVE, a deregistered task
+    definition too, a deleted NAT gateway as deleted)."""
     tagging = world["aws"].client("resourcegroupstaggingapi", SANDBOX)
     found = tagging.get_resources(TagFilters=[{"Key": "portal:environment", "Values": [aws_accounts.environment_tag(environment)]}])
     ecs, ec2 = world["aws"].client("ecs", SANDBOX), world["aws"].client("ec2", SANDBOX)
     live = []
     for arn in (item["ResourceARN"] for item in found["ResourceTagMappingList"]):
+        if ":cluster/" in arn and ecs.describe_clusters(clusters=[arn])["clusters"][0]["status"] != "ACTIVE":
+            continue
         if ":service/" in arn:
             cluster = arn.split(":service/", 1)[1].split("/")[0]
             if all(s["status"] != "ACTIVE" for s in ecs.describe_services(cluster=cluster, services=[arn])["services"]):
@@ -155,7 +157,7 @@ def test_an_apply_failing_inside_aws_is_rolled_back_to_nothing_tagged(world):
     run.refresh_from_db()
 
     assert run.status == RunStatus.FAILED and "apply" in [c["step"] for c in run.commands]
-    rollback = Run.objects.get(environment=environment, kind="destroy")
+    rollback = Run.objects.get(environment=environment, kind="rollback")
     assert rollback.status == RunStatus.SUCCEEDED, rollback.explanation
     assert managed_instances(state_of(environment)) == []
     assert tagged_with(world, environment) == []

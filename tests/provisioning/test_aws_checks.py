@@ -388,6 +388,8 @@ def test_find_orphans_leaves_out_what_ecs_and_ec2_say_is_gone(aws):
     ecs = aws.client("ecs", SANDBOX)
     ecs.create_cluster(clusterName="shared")
     tags = [{"key": k, "value": v} for k, v in mine.items()]
+    deleted_cluster = ecs.create_cluster(clusterName="shop-dev", tags=tags)["cluster"]["clusterArn"]
+    ecs.delete_cluster(cluster="shop-dev")
     definition = {"family": "shop-dev", "containerDefinitions": [{"name": "app", "image": "nginx", "memory": 512}], "tags": tags}
     gone = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
     kept = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
@@ -406,7 +408,7 @@ def test_find_orphans_leaves_out_what_ecs_and_ec2_say_is_gone(aws):
     orphans = find_orphans(make_target(aws), portal_session(aws), {TAG_PORTAL: "sandbox-portal", TAG_ENVIRONMENT: "shop-dev"})
 
     arns = [orphan["arn"] for orphan in orphans]
-    assert kept in arns and gone not in arns
+    assert kept in arns and gone not in arns and deleted_cluster not in arns
     assert any(arn.endswith("service/shared/running") for arn in arns)
     assert not any(arn.endswith("service/shared/deleted") for arn in arns)
     assert [arn.rsplit("/", 1)[1] for arn in arns if ":natgateway/" in arn] == [nat_ids[1]]
