@@ -173,9 +173,10 @@ PATTERNS_ENV = {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_ACM_VALIDATION_W
 
 
 @contextlib.contextmanager
-def moto_for_patterns(log_dir: Path) -> Iterator[str]:
-    """A moto server of the caller's own with PATTERNS_ENV; yields its endpoint URL."""
-    server = MotoServer(Path(log_dir) / "moto_server.log", PATTERNS_ENV)
+def running_moto(log_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """A moto server of the caller's own (its log in `log_dir`); yields its endpoint URL and
+    stops it after. A server that does not start fails the test with its log's tail."""
+    server = MotoServer(Path(log_dir) / "moto_server.log", extra_env)
     try:
         endpoint = server.start()
     except MotoServerError as exc:
@@ -184,6 +185,11 @@ def moto_for_patterns(log_dir: Path) -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+
+
+def moto_for_patterns(log_dir: Path):
+    """A moto server of the caller's own with PATTERNS_ENV (see running_moto)."""
+    return running_moto(log_dir, PATTERNS_ENV)
 
 
 def create_shared_infrastructure(aws: MotoAWS, zone: str, account: str = DEFAULT_ACCOUNT) -> dict:
@@ -197,16 +203,8 @@ def create_shared_infrastructure(aws: MotoAWS, zone: str, account: str = DEFAULT
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """The endpoint URL of a `moto_server` child process, for the whole session."""
-    with tempfile.TemporaryDirectory(prefix="moto-server-") as tmp:
-        server = MotoServer(Path(tmp) / "moto_server.log")
-        try:
-            endpoint = server.start()
-        except MotoServerError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        try:
-            yield endpoint
-        finally:
-            server.stop()
+    with tempfile.TemporaryDirectory(prefix="moto-server-") as tmp, running_moto(Path(tmp)) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

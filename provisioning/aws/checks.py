@@ -190,8 +190,7 @@ def preflight(target: AwsTarget, session: boto3.Session, new_fqdns: Iterable[str
         details["step"] = "records"
         route53 = _client(assumed, "route53", target)
         try:
-            taken = {fqdn: records for fqdn in wanted
-                     if (records := [r for z in zones for r in _records_named(route53, z["id"], fqdn)])}
+            taken = {fqdn: records for fqdn in wanted if (records := _records_in_zones(route53, zones, fqdn))}
         except (ClientError, BotoCoreError) as exc:
             details["error_code"] = _error_code(exc)
             return CheckResult(False, f"Reading DNS records of {target.dns_zone} failed ({_error_text(exc)}).", details)
@@ -214,6 +213,11 @@ def preflight(target: AwsTarget, session: boto3.Session, new_fqdns: Iterable[str
 
 def _in_zone(fqdn: str, zone: str) -> bool:
     return fqdn == zone or fqdn.endswith("." + zone)
+
+
+def _records_in_zones(route53, zones: list[dict], fqdn: str) -> list[dict]:
+    """The A/AAAA/CNAME record sets named `fqdn` in every zone of `zones` (public and private)."""
+    return [record for zone in zones for record in _records_named(route53, zone["id"], fqdn)]
 
 
 def _records_named(route53, zone_id: str, fqdn: str) -> list[dict]:
@@ -280,7 +284,7 @@ def check_dns_records(target: AwsTarget, session: boto3.Session, fqdns: Iterable
                 details["outside_zone"].append(fqdn)
                 details["missing"].append(fqdn)
                 continue
-            records = [r for z in zones for r in _records_named(route53, z["id"], fqdn)]
+            records = _records_in_zones(route53, zones, fqdn)
             if records:
                 details["present"][fqdn] = records
             else:

@@ -11,9 +11,11 @@ one line when the AWS provider cannot be installed, naming the setting to use.
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from portal.management.commands.seed_demo import SeedResult, _ensure
 from portal.models import CidrPool, Department, SandboxAccount
 from provisioning.aws.simulated import prepare_account
 
@@ -58,20 +60,27 @@ class Command(BaseCommand):
         except Exception as exc:  # noqa: BLE001 - any failure to reach or use it, said in one line
             raise CommandError(f"Could not prepare the simulated AWS at {endpoint}: {exc}") from exc
         account_id = spec.pop("account_id")
+        fields = {
+            **spec,
+            "department": department,
+            "kind": SandboxAccount.Kind.AWS,
+            "role_arn": f"arn:aws:iam::{account_id}:role/portal-provisioner",
+            "endpoint_url": endpoint,
+            "shared_infrastructure": prepared["shared_infrastructure"],
+        }
         with transaction.atomic():
-            account, created = SandboxAccount.objects.update_or_create(
-                account_id=account_id,
-                defaults={
-                    **spec,
-                    "department": department,
-                    "kind": SandboxAccount.Kind.AWS,
-                    "role_arn": f"arn:aws:iam::{account_id}:role/portal-provisioner",
-                    "endpoint_url": endpoint,
-                    "shared_infrastructure": prepared["shared_infrastructure"],
-                },
-            )
-            account.full_clean()
-            CidrPool.objects.get_or_create(account=account, cidr=POOL["cidr"], defaults=POOL)
+            account = SandboxAccount.objects.filter(account_id=account_id).first()
+            created = account is None
+            account = account or SandboxAccount(account_id=account_id)
+            for name, value in fields.items():
+                setattr(account, name, value)
+            try:
+                account.full_clean()  # before it is written, as the admin would
+                account.save()
+                pool = dict(POOL)
+                _ensure(SeedResult(), CidrPool, {"account": account, "cidr": pool.pop("cidr")}, pool)
+            except ValidationError as exc:
+                raise CommandError(f"The simulated account clashes with existing rows, nothing was written: {exc}") from exc
         self.stdout.write(self.style.SUCCESS(
             f"{'Created' if created else 'Updated'} the account {account.name} ({account.account_id}) at {endpoint}: "
             f"zone {account.dns_zone} ({prepared['zone_id']}), shared load balancer, listener and ECS cluster."
