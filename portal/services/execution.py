@@ -113,6 +113,7 @@ class RunRecorder:
         self.spilled = 0  # items in the spill file, all newer than those in memory
         self.fields: dict = {}  # Run columns to update, newest value wins
         self.commands: list[dict] = list(run.commands or [])
+        self.row_stage = run.stage  # the stage the run's row is known to hold
         self.lost = False
         self.outage = Outage(f"run {run.pk}: the database", "keeping what cannot be written")
 
@@ -202,7 +203,12 @@ class RunRecorder:
 
     def stage(self, stage: str) -> None:
         self._add({"stage": stage})  # the stage and its event, in order with the log
-        self.flush()  # before the stage starts: a lost worker's run is judged by its row's stage
+        if stage != self.row_stage:
+            # Written before the stage starts: a lost worker's run is judged by its row's
+            # stage. The row already holds `render` once claimed, so that stage's event goes
+            # with the next write (one transaction less between a claim and Terraform).
+            self.row_stage = stage
+            self.flush()
 
     def event(self, event: TerraformEvent) -> None:
         data = event.data
