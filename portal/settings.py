@@ -308,3 +308,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# Day two: a change plan may be confirmed for this long after it was made (seconds).
+CHANGE_PLAN_MAX_AGE_SECONDS = env_int("CHANGE_PLAN_MAX_AGE_SECONDS", 3600, minimum=60)

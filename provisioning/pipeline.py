@@ -83,6 +83,8 @@ class Outcome:
     endpoints: list[dict] = field(default_factory=list)
     state_unknown: bool = False
     late_cancel: bool = False
+    plan_file: bytes | None = None  # plan_change: the saved plan
+    resource_changes: list[dict] = field(default_factory=list)  # plan_change: see `resource_changes`
 
     @property
     def ok(self) -> bool:
@@ -360,6 +362,10 @@ class Pipeline:
         # not relayed yet must still prevent it).
         if self.cancel.is_set() or not self.sink.may_apply():
             return Outcome("cancelled", "plan", "Cancelled before apply; nothing was applied.")
+        return self._apply_saved_plan(endpoints)
+
+    def _apply_saved_plan(self, endpoints: tuple[EndpointSpec, ...]) -> Outcome:
+        """apply of the workspace's `tfplan` (progress) -> outputs -> endpoints."""
         apply = self._step("apply", lambda: self.runner.apply(self.step_timeout))
         state_stored = self._settle_state(apply)
         completed = apply.ok or (self.observer.all_changes_completed() and self.observer.only_state_errors())
@@ -391,6 +397,42 @@ class Pipeline:
             "succeeded", "outputs", "Applied.", outputs=outputs, endpoints=found,
             late_cancel=apply.cancelled or self.cancel.is_set(),
         )
+
+    def plan_change(self) -> Outcome:
+        """render (the changed code) -> init -> plan -out -> show: the saved plan and what it
+        would do per resource, for a person to review. Applies nothing."""
+        self._write_workspace()
+        if stopped := self._init():
+            return stopped
+        plan = self._step("plan", lambda: self.runner.plan(self.step_timeout))
+        if plan.cancelled or (plan.ok and self.cancel.is_set()):
+            return Outcome("cancelled", "plan", "Cancelled during plan; nothing was changed.")
+        if stopped := self._stopped(plan, "plan"):
+            return stopped
+        try:
+            shown = self.runner.show_plan("tfplan", self.step_timeout)
+        except TerraformError as exc:
+            return Outcome("failed", "plan", f"Reading the saved plan failed: {exc}")
+        changes = resource_changes(shown)
+        summary = change_summary(changes)
+        self.sink.plan_summary(summary)
+        return Outcome(
+            "succeeded", "plan", "Planned.", plan_file=(self.workdir / "tfplan").read_bytes(),
+            resource_changes=changes,
+        )
+
+    def apply_change(self, plan_file: bytes, planned: int, endpoints: tuple[EndpointSpec, ...]) -> Outcome:
+        """render (the changed code) -> init -> apply of exactly the saved plan a person
+        confirmed (Terraform refuses it if the state moved since) -> outputs -> endpoints."""
+        self._write_workspace()
+        (self.workdir / "tfplan").write_bytes(plan_file)
+        if stopped := self._init():
+            return stopped
+        self.observer.planned = planned
+        self.sink.progress(0, planned)
+        if self.cancel.is_set() or not self.sink.may_apply():
+            return Outcome("cancelled", "plan", "Cancelled before apply; nothing was applied.")
+        return self._apply_saved_plan(endpoints)
 
     def destroy(self) -> Outcome:
         """render -> (state backend reachable?) -> init -> apply -destroy, from the stored
@@ -510,3 +552,50 @@ def _last_error(result: StepResult) -> str:
             diagnostic = data.get("diagnostic") or {}
             return (diagnostic.get("summary", "") + ": " + diagnostic.get("detail", "")).strip(": ") or data.get("@message", "")
     return lines[-1] if lines else "see the log"
+
+
+def resource_changes(shown_plan: dict) -> list[dict]:
+    """What a saved plan (`terraform show -json`) does per resource, for review: `address`,
+    `action` (create | update | replace | delete | move), `moved_from` and, for an update or
+    replace, the top-level attributes that change (`attributes`). Resources it leaves alone
+    (and data source reads) are left out; a moved resource that also changes says both."""
+    rows = []
+    for change in shown_plan.get("resource_changes") or []:
+        if change.get("mode") == "data":
+            continue
+        body = change.get("change") or {}
+        actions = body.get("actions") or []
+        moved_from = change.get("previous_address")
+        if set(actions) == {"create", "delete"}:
+            action = "replace"
+        elif actions in (["create"], ["update"], ["delete"]):
+            action = {"create": "create", "update": "update", "delete": "delete"}[actions[0]]
+        elif moved_from:
+            action = "move"
+        else:
+            continue  # no-op / read
+        row = {"address": change.get("address", ""), "action": action, "moved_from": moved_from or ""}
+        if action in ("update", "replace"):
+            before, after = body.get("before") or {}, body.get("after") or {}
+            unknown = body.get("after_unknown") or {}
+            # `after_unknown` marks values known only after apply with True (lists and maps
+            # of flags for nested values, which say nothing changed when all are false).
+            keys = set(before) | set(after) | {k for k, v in unknown.items() if v is True}
+            row["attributes"] = sorted(k for k in keys if before.get(k) != after.get(k) or unknown.get(k) is True)
+            replace_paths = body.get("replace_paths") or []
+            row["forces_replacement"] = sorted({str(p[0]) for p in replace_paths if p})
+        rows.append(row)
+    return rows
+
+
+def change_summary(changes: list[dict]) -> dict:
+    """Counts per action; `add` / `change` / `destroy` count as Terraform's own summary does
+    (a replacement is one add and one destroy), so progress over an apply adds up."""
+    count = {action: sum(1 for c in changes if c["action"] == action) for action in ("create", "update", "replace", "delete")}
+    return {
+        "add": count["create"] + count["replace"],
+        "change": count["update"],
+        "destroy": count["delete"] + count["replace"],
+        "replace": count["replace"],
+        "move": sum(1 for c in changes if c["moved_from"]),
+    }

@@ -40,7 +40,7 @@ from portal.models import (
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
 DEFAULT_PATTERN = "demo-ecs"
-DEFAULT_PATTERN_VERSION = "1.0.0"
+DEFAULT_PATTERN_VERSION = "1.1.0"  # the bundled demo-ecs
 
 _numbers = itertools.count(1)
 

@@ -136,8 +136,12 @@ resource "terraform_data" "database" {
   depends_on = [terraform_data.network]
 }
 
-# aws_ecs_service + task definition (Fargate)
+# aws_ecs_service + task definition (Fargate). A new image is a new task definition: the
+# service is replaced (so a change of container_image with fail_on=service drills an update
+# whose apply fails).
 resource "terraform_data" "service" {
+  triggers_replace = [local.container_image]
+
   input = {
     name             = "${local.name_prefix}-${local.app_name}"
     container_image  = local.container_image

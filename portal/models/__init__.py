@@ -1,6 +1,7 @@
 """The CMDB's data model. Rows are the source of truth for everything the UI and API show."""
 
 from portal.models.access import ApiToken, IdempotencyRecord
+from portal.models.changes import ChangePlan
 from portal.models.cmdb import (
     CidrAllocation,
     CidrPool,
@@ -18,6 +19,7 @@ from portal.models.state import StateLock, StateLockRelease, StateVersion
 
 __all__ = [
     "ApiToken",
+    "ChangePlan",
     "GitHubMirror",
     "IdempotencyRecord",
     "ListenerPriority",

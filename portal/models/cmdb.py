@@ -212,17 +212,24 @@ class EnvironmentStatus(models.TextChoices):
     DELETING = "deleting", "Deleting"                   # destroy run queued or running
     DELETE_FAILED = "delete_failed", "Delete failed"    # destroy failed: state kept, retry delete
     DELETED = "deleted", "Deleted"                      # destroyed; row kept for audit
+    PLANNING = "planning", "Planning a change"          # plan-only run of a change queued or running
+    UPDATING = "updating", "Updating"                   # a confirmed change plan is being applied
+    UPDATE_FAILED = "update_failed", "Update failed"    # a change's apply failed: nothing destroyed, state kept
 
 
 # Environment statuses in named groups (code names these, never a literal set):
 # BUSY: a run of the environment is queued or running.
-ENVIRONMENT_BUSY = frozenset({EnvironmentStatus.PROVISIONING, EnvironmentStatus.DELETING})
+ENVIRONMENT_BUSY = frozenset(
+    {EnvironmentStatus.PROVISIONING, EnvironmentStatus.DELETING, EnvironmentStatus.PLANNING, EnvironmentStatus.UPDATING}
+)
+# CHANGEABLE: a change (new parameters or pattern version) may be planned; its apply never destroys.
+ENVIRONMENT_CHANGEABLE = frozenset({EnvironmentStatus.READY, EnvironmentStatus.UPDATE_FAILED})
 # NEEDS_ATTENTION: something may exist that nobody wants; the stored state says what.
 ENVIRONMENT_NEEDS_ATTENTION = frozenset(
     {EnvironmentStatus.INCOMPLETE, EnvironmentStatus.ROLLBACK_FAILED, EnvironmentStatus.DELETE_FAILED}
 )
 # DELETABLE: a destroy may be queued (the stored code and state say what to destroy).
-ENVIRONMENT_DELETABLE = ENVIRONMENT_NEEDS_ATTENTION | {EnvironmentStatus.READY, EnvironmentStatus.FAILED}
+ENVIRONMENT_DELETABLE = ENVIRONMENT_NEEDS_ATTENTION | ENVIRONMENT_CHANGEABLE | {EnvironmentStatus.FAILED}
 # CLAIMS_NOTHING: the status says no resource of it exists (nothing was created, or all of it
 # was destroyed); the transitions give it only when the stored state is empty.
 ENVIRONMENT_CLAIMS_NOTHING = frozenset({EnvironmentStatus.FAILED, EnvironmentStatus.DELETED})

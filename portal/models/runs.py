@@ -13,6 +13,8 @@ class RunKind(models.TextChoices):
     CREATE = "create", "Create"
     DESTROY = "destroy", "Destroy"
     ROLLBACK = "rollback", "Rollback"
+    PLAN = "plan", "Plan a change"  # plan-only: renders the change, saves its plan; applies nothing
+    UPDATE = "update", "Apply a change"  # applies exactly the saved plan a person confirmed
 
 
 class RunStatus(models.TextChoices):

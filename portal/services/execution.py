@@ -36,7 +36,7 @@ from portal.services.catalog import get_pattern
 from portal.services.errors import ServiceError, TransitionLost
 from portal.services.outages import Outage, reset_connection
 from portal.services.preflight import planned_fqdns
-from provisioning.pipeline import Outcome, Pipeline
+from provisioning.pipeline import Outcome, Pipeline, change_summary
 from provisioning.redact import Redactor
 from provisioning.terraform import StepResult, TerraformEvent, TerraformSettings
 
@@ -385,7 +385,8 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
         env = state_backend_env(run, token)
         watchdog.start()
         recorder.note(f"Run #{run.pk} ({run.kind}) started on {worker}.")
-        files = dict(run.environment.code_snapshot)
+        change = _change_plan_of(run)
+        files = dict(change.code_snapshot if change is not None else run.environment.code_snapshot)
         if local_accounts.is_local(run):
             env.update(local_accounts.terraform_env(run))
         if aws_accounts.is_aws(run):
@@ -421,6 +422,12 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
         )
         if run.kind == RunKind.CREATE:
             outcome = pipeline.create(get_pattern_endpoints(run))
+        elif run.kind == RunKind.PLAN:
+            outcome = pipeline.plan_change()
+        elif run.kind == RunKind.UPDATE:
+            summary = change.summary or {}
+            planned = summary.get("add", 0) + summary.get("change", 0) + summary.get("destroy", 0)
+            outcome = pipeline.apply_change(bytes(change.plan_file), planned, get_pattern_endpoints(run))
         else:
             outcome = pipeline.destroy()
         if watchdog.lost or recorder.lost:
@@ -522,6 +529,17 @@ def _after_local_destroy(run: Run, recorder: RunRecorder) -> None:
     recorder.flush()
 
 
+def _change_plan_of(run: Run):
+    """The change plan a plan run makes or an update run applies (None for other kinds)."""
+    from portal.models import ChangePlan
+
+    if run.kind == RunKind.PLAN:
+        return ChangePlan.objects.get(plan_run_id=run.pk)
+    if run.kind == RunKind.UPDATE:
+        return ChangePlan.objects.get(apply_run_id=run.pk)
+    return None
+
+
 def get_pattern_endpoints(run: Run):
     """Endpoint specs of the pattern version the environment was rendered from."""
     try:
@@ -571,6 +589,24 @@ def _conclude(run: Run, worker: str, outcome: Outcome, stage: str) -> Run | None
                 )
         if outcome.apply_failed:
             return transitions.fail_create_and_start_rollback(run, worker, explanation=outcome.explanation)
+    elif run.kind == RunKind.PLAN and outcome.ok:
+        transitions.succeed_plan(
+            run, worker, plan_file=outcome.plan_file, state_serial=state_service.latest_serial(run.environment_id),
+            resource_changes=outcome.resource_changes, summary=change_summary(outcome.resource_changes),
+        )
+        return None
+    elif run.kind == RunKind.UPDATE and outcome.ok:
+        try:
+            transitions.succeed_update(
+                run, worker, outputs=outcome.outputs, endpoints=outcome.endpoints, late_cancel=outcome.late_cancel
+            )
+            return None
+        except transitions.EndpointTaken as exc:
+            outcome = Outcome(
+                "failed", "outputs", f"Applied, but the FQDN {', '.join(exc.fqdns)} already belongs to another environment."
+            )
+    elif run.kind in (RunKind.PLAN, RunKind.UPDATE):
+        pass  # failed or cancelled: fail_run below knows what each kind leaves
     elif outcome.ok:
         transitions.succeed_destroy(run, worker, late_cancel=outcome.late_cancel)
         return None

@@ -177,8 +177,9 @@ def sync_run(run_id: int) -> GitHubMirror | None:
 
 
 def _request_run(run: Run | None) -> Run | None:
-    """The create/destroy run whose issue a run belongs to (a rollback's create run)."""
-    if run is None:
+    """The create/destroy run whose issue a run belongs to (a rollback's create run). Change
+    plans and updates (day two) are not mirrored yet: None."""
+    if run is None or run.kind not in ISSUE_LABELS and run.kind != RunKind.ROLLBACK:
         return None
     if run.kind == RunKind.ROLLBACK:
         return run.rollback_of

@@ -45,6 +45,8 @@ _STAGES_MIRRORED = {RunStage.APPLY, RunStage.DESTROY}
 _ENVIRONMENT_WHILE = {
     RunKind.CREATE: EnvironmentStatus.PROVISIONING,
     RunKind.DESTROY: EnvironmentStatus.DELETING,
+    RunKind.PLAN: EnvironmentStatus.PLANNING,
+    RunKind.UPDATE: EnvironmentStatus.UPDATING,
 }
 
 
@@ -68,7 +70,7 @@ def _set_environment(environment_id: int, status: str, reason: str = "", **extra
 # --- waiting -> active ----------------------------------------------------------------------
 
 
-def queue_run(environment: Environment, kind: str, *, requested_by=None) -> Run:
+def queue_run(environment: Environment, kind: str, *, requested_by=None, pattern_version: str | None = None) -> Run:
     """Queue a run and put the environment in the status it has meanwhile (`provisioning`
     for a create, `deleting` for a destroy); the account's queue moves on after commit.
 
@@ -83,7 +85,7 @@ def queue_run(environment: Environment, kind: str, *, requested_by=None) -> Run:
         stage=RunStage.QUEUED,
         requested_by=requested_by,
         pattern_slug=environment.pattern_slug,
-        pattern_version=environment.pattern_version,
+        pattern_version=pattern_version or environment.pattern_version,
         environment_status_before=environment.status,
     )
     if environment.status != _ENVIRONMENT_WHILE[kind] or environment.status_reason:
@@ -210,7 +212,8 @@ def request_cancel(run_id: int, user=None) -> str:
                 _set_environment(
                     run.environment_id,
                     run.environment_status_before or EnvironmentStatus.READY,
-                    "Delete cancelled before it started.",
+                    "Delete cancelled before it started." if run.kind == RunKind.DESTROY
+                    else f"{run.get_kind_display()} cancelled before it started; nothing changed.",
                 )
             system_event(run_id, f"Cancelled while queued by {user or 'the portal'}.")
             return "dropped"
@@ -376,6 +379,21 @@ def fail_run(
                     EnvironmentStatus.FAILED,
                     f"Create {status} before apply; nothing was created. {stored} {explanation}",
                 )
+        elif run.kind == RunKind.PLAN:
+            # A plan changes nothing: the environment is what it was before.
+            _set_environment(
+                run.environment_id,
+                run.environment_status_before or EnvironmentStatus.READY,
+                f"Planning a change {status}; nothing was changed. {explanation}",
+            )
+        elif run.kind == RunKind.UPDATE:
+            # Never destroyed, never rolled back: what was applied stays, the state says what.
+            _set_environment(
+                run.environment_id,
+                EnvironmentStatus.UPDATE_FAILED,
+                f"Update {status} during {stage_reached}: nothing was destroyed for it and the state is kept. "
+                f"{unknown}{stored} Plan the change again, or retry. {explanation}",
+            )
         elif run.kind == RunKind.ROLLBACK:
             _set_environment(
                 run.environment_id,
@@ -424,6 +442,66 @@ def succeed_destroy(run: Run, worker: str, *, late_cancel: bool = False) -> None
             _set_environment(
                 run.environment_id, EnvironmentStatus.DELETED, "Destroyed; the stored state is empty.", deleted_at=timezone.now()
             )
+        _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
+        effects.queue_moved(run.account_id)
+
+
+def succeed_plan(run: Run, worker: str, *, plan_file: bytes, state_serial: int | None, resource_changes: list[dict],
+                 summary: dict) -> None:
+    """A change was planned: its saved plan is kept for review; the environment is as before."""
+    from portal.models import ChangePlan
+
+    with transaction.atomic():
+        _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation="Planned; nothing is applied until the plan is confirmed.")
+        ChangePlan.objects.filter(plan_run_id=run.pk).update(
+            plan_file=plan_file, state_serial=state_serial, resource_changes=resource_changes, summary=summary,
+            planned_at=timezone.now(),
+        )
+        _set_environment(run.environment_id, run.environment_status_before or EnvironmentStatus.READY, "")
+        _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
+        effects.queue_moved(run.account_id)
+
+
+def succeed_update(run: Run, worker: str, *, outputs: dict, endpoints: list[dict], late_cancel: bool = False) -> None:
+    """A confirmed change was applied: the environment takes its parameters, version and code,
+    and its endpoints become the ones the new outputs name.
+
+    Raises `EndpointTaken` (and changes nothing) when a new FQDN belongs to another live
+    environment; the caller then ends the update failed (what was applied stays)."""
+    from django.db import IntegrityError
+
+    from portal.models import ChangePlan
+
+    plan = ChangePlan.objects.get(apply_run_id=run.pk)
+    with transaction.atomic():
+        held = set(
+            Endpoint.objects.filter(environment_id=run.environment_id, released_at__isnull=True).values_list("fqdn", flat=True)
+        )
+        wanted = {e["fqdn"] for e in endpoints}
+        Endpoint.objects.filter(
+            environment_id=run.environment_id, released_at__isnull=True, fqdn__in=held - wanted
+        ).update(released_at=timezone.now())
+        try:
+            with transaction.atomic():
+                Endpoint.objects.bulk_create(
+                    Endpoint(environment_id=run.environment_id, **e) for e in endpoints if e["fqdn"] not in held
+                )
+        except IntegrityError:
+            taken = [e["fqdn"] for e in endpoints if e["fqdn"] not in held
+                     and Endpoint.objects.filter(fqdn=e["fqdn"], released_at__isnull=True).exists()]
+            raise EndpointTaken(taken) from None
+        for e in endpoints:
+            if e["fqdn"] in held:
+                Endpoint.objects.filter(environment_id=run.environment_id, fqdn=e["fqdn"], released_at__isnull=True).update(
+                    url=e["url"], kind=e["kind"]
+                )
+        explanation = "Applied the confirmed plan; the environment runs the change."
+        _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation=explanation)
+        _note_late_cancel(run.pk, late_cancel, explanation, " The cancel came too late: Terraform had already finished.")
+        _set_environment(
+            run.environment_id, EnvironmentStatus.READY, "", outputs=outputs, parameters=plan.parameters,
+            pattern_version=plan.pattern_version, code_snapshot=plan.code_snapshot,
+        )
         _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
         effects.queue_moved(run.account_id)
 

@@ -70,6 +70,13 @@ def read_state(environment_id: int) -> StateReply:
     return StateReply(200, content)  # bytes (SQLite) or a memoryview (PostgreSQL): sent as is, not copied
 
 
+def latest_serial(environment_id: int) -> int | None:
+    """The serial of the newest stored state (None when there is none)."""
+    return (
+        StateVersion.objects.filter(environment_id=environment_id).order_by("-id").values_list("serial", flat=True).first()
+    )
+
+
 def latest_state(environment_id: int) -> dict | None:
     """The newest state document of an environment, parsed (None when there is none)."""
     latest = StateVersion.objects.filter(environment_id=environment_id).order_by("-id").first()

@@ -65,7 +65,7 @@ def test_a_real_create_and_delete_are_mirrored_through_a_github_outage(fake_gith
 
     issues = fake.issues
     assert [(i.title, i.state, i.state_reason) for i in issues.values()] == [
-        ("Create shop/dev (demo-ecs 1.0.0)", "closed", "completed"),
+        ("Create shop/dev (demo-ecs 1.1.0)", "closed", "completed"),
         ("Delete shop/dev", "closed", "completed"),
     ]
     assert (mirror.issue_number, delete_mirror.issue_number) == (1, 2)
@@ -75,7 +75,7 @@ def test_a_real_create_and_delete_are_mirrored_through_a_github_outage(fake_gith
     assert delete_steps == ["queued", "destroy", "result"]
     assert "`app-dev.sandbox.example.test`" in fake.issue_comments(1)[2]
     assert [c["message"].split("\n")[0] for c in fake.history()] == [
-        "Delete shop/dev", "Create shop/dev (demo-ecs 1.0.0)", "Initial commit"
+        "Delete shop/dev", "Create shop/dev (demo-ecs 1.1.0)", "Initial commit"
     ]
     assert not [p for p in fake.files() if p.startswith(code_path + "/")]
     assert delete_mirror.commit_sha == fake.history()[0]["sha"]

@@ -103,8 +103,8 @@ def test_a_create_opens_an_issue_commits_the_code_comments_each_milestone_and_cl
         f"POST {REPO}/issues/1/comments",  # queued
     ]
     issue = fake_github.issues[1]
-    assert issue.title == "Create shop/dev (demo-ecs 1.0.0)" and issue.labels == ["portal", "create"]
-    for expected in ("`shop`", "`Shop`", "`payments`", "`demo-ecs` version `1.0.0`", "`000000000777`",
+    assert issue.title == "Create shop/dev (demo-ecs 1.1.0)" and issue.labels == ["portal", "create"]
+    for expected in ("`shop`", "`Shop`", "`payments`", "`demo-ecs` version `1.1.0`", "`000000000777`",
                      "`10.60.0.0/24`", "`owner`", f"[#{run.pk}]({PORTAL_URL}/runs/{run.pk}/)", f"`{CODE_PATH}/`",
                      '"delay_seconds": 1'):
         assert expected in issue.body
@@ -113,7 +113,7 @@ def test_a_create_opens_an_issue_commits_the_code_comments_each_milestone_and_cl
         f"{CODE_PATH}/{name}": content for name, content in CODE.items()
     }
     commit = fake_github.history()[0]
-    assert commit["message"].startswith("Create shop/dev (demo-ecs 1.0.0)") and "Refs #1" in commit["message"]
+    assert commit["message"].startswith("Create shop/dev (demo-ecs 1.1.0)") and "Refs #1" in commit["message"]
     assert (mirror.issue_number, mirror.issue_url) == (1, "https://github.example/acme/provisioning/issues/1")
     assert mirror.commit_sha == commit["sha"] and mirror.commit_url.endswith(commit["sha"])
     assert mirror.milestones == ["code", "queued"] and not mirror.closed and mirror.last_error == ""
@@ -348,7 +348,7 @@ def test_a_commit_retried_after_an_outage_is_not_made_twice(github_settings, fak
     mirror = sync_run(run.pk)
 
     assert [c["message"].split("\n")[0] for c in fake_github.history()] == [
-        "Create shop/dev (demo-ecs 1.0.0)", "Initial commit"
+        "Create shop/dev (demo-ecs 1.1.0)", "Initial commit"
     ]
     assert mirror.commit_sha == fake_github.history()[0]["sha"]
 

@@ -57,7 +57,7 @@ def edit(folder: Path, file_name: str, old: str, new: str) -> None:
 
 def test_it_loads_the_demo_pattern(demo):
     assert demo.slug == "demo-ecs"
-    assert demo.version == "1.0.0"
+    assert demo.version == "1.1.0"
     assert demo.cloud == "none"
     assert demo.endpoints == (EndpointSpec(
         output="app_fqdn", kind="app", url_output="app_url",
@@ -199,7 +199,7 @@ BROKEN = [
         id="unknown key",
     ),
     pytest.param(
-        _edit("pattern.yaml", 'version: "1.0.0"', "version: 1.0"),
+        _edit("pattern.yaml", 'version: "1.1.0"', "version: 1.0"),
         "pattern.yaml", "version", "must be a string",
         id="version is a number",
     ),

@@ -370,7 +370,7 @@ def test_the_environment_page_shows_everything_about_it(client, world):
         commit_sha="abcdef1234567890", commit_url="https://github.com/acme/provisioning/commit/abcdef1234567890",
     )
     html = text(login(client, world.stranger).get(reverse("environment-detail", args=[env.pk])))
-    assert "10.80.3.0/24" in html and "Demo ECS service (offline)" in html and "v1.0.0" in html
+    assert "10.80.3.0/24" in html and "Demo ECS service (offline)" in html and "v1.1.0" in html
     assert 'href="https://app-alpha.payments.sandbox.test/"' in html
     assert "arn:aws:ecs:eu-west-1:000000000001:service/left-behind" in html
     assert 'href="https://github.com/acme/provisioning/issues/12"' in html and "commit abcdef1" in html

@@ -1,4 +1,7 @@
-"""`manage.py provision create|delete|retry|cancel|show` - the same services as the UI and API.
+"""`manage.py provision create|delete|retry|cancel|show|change|confirm` - the same services as the UI and API.
+
+`change` plans a change (new `--param`s and/or `--version`) and prints the saved plan per
+resource; nothing is applied until `confirm <plan id>`.
 
 create/delete/retry print the run's progress while waiting (`--no-wait` returns at once) and
 exit non-zero when the environment does not end where it was asked to go.
@@ -14,7 +17,7 @@ from portal.models import Environment, EnvironmentStatus, Product, Run, SandboxA
 from portal.selectors import environment_by_ref, latest_run, run_events_after
 from portal.models.cmdb import ENVIRONMENT_SETTLED
 from portal.models.runs import UNFINISHED
-from portal.services import environments
+from portal.services import changes, environments
 from portal.services.catalog import get_pattern
 from portal.services.dispatch import queue_position
 from portal.services.errors import ServiceError
@@ -53,6 +56,14 @@ class Command(BaseCommand):
         cancel.add_argument("environment")
         show = sub.add_parser("show", help="print an environment and its runs")
         show.add_argument("environment")
+        change = sub.add_parser("change", help="plan a change of an environment (applies nothing)")
+        change.add_argument("environment")
+        change.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        change.add_argument("--version", help="pattern version to upgrade to")
+        change.add_argument("--no-wait", action="store_true")
+        confirm = sub.add_parser("confirm", help="apply a change plan exactly as it was planned")
+        confirm.add_argument("plan", type=int, help="change plan id (printed by `change`)")
+        confirm.add_argument("--no-wait", action="store_true")
 
     def handle(self, *args, **options):
         user = self._user(options.get("user"))
@@ -70,6 +81,15 @@ class Command(BaseCommand):
                 result = environments.request_cancel(user=user, run=run)
                 self.stdout.write(f"run #{run.pk}: cancel {result}")
                 return
+            elif action == "change":
+                return self._change(user, options)
+            elif action == "confirm":
+                from portal.models import ChangePlan
+
+                plan = ChangePlan.objects.select_related("environment__product__department").filter(pk=options["plan"]).first()
+                if plan is None:
+                    raise CommandError(f"No change plan #{options['plan']}.")
+                run = changes.confirm_change(user=user, plan=plan)
             elif action == "delete":
                 run = environments.request_delete(user=user, environment=self._env(options["environment"]))
             else:
@@ -123,6 +143,30 @@ class Command(BaseCommand):
         return environments.request_create(
             user=user, product=product, pattern_slug=pattern.slug, name=options.get("name"), parameters=params, account=account
         )
+
+    def _change(self, user, options) -> None:
+        env = self._env(options["environment"])
+        pattern = get_pattern(env.pattern_slug)
+        params = {}
+        for item in options["param"]:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise CommandError(f"--param takes KEY=VALUE, got {item!r}")
+            params[key.strip()] = coerce_parameter(pattern, key.strip(), value)
+        plan = changes.request_change(user=user, environment=env, parameters=params, pattern_version=options.get("version"))
+        self.stdout.write(f"{env}: change plan #{plan.pk}, run #{plan.plan_run_id} (plan) queued")
+        if options.get("no_wait"):
+            return
+        self._follow(plan.plan_run)
+        plan.refresh_from_db()
+        plan.plan_run.refresh_from_db()
+        if plan.plan_file is None:
+            raise CommandError(f"The plan did not succeed: {plan.plan_run.explanation}")
+        for change in plan.resource_changes:
+            moved = f" (moved from {change['moved_from']})" if change["moved_from"] else ""
+            attributes = f" [{', '.join(change.get('attributes') or [])}]" if change.get("attributes") else ""
+            self.stdout.write(f"  {change['action']:8} {change['address']}{moved}{attributes}")
+        self.stdout.write(f"Confirm with: manage.py provision confirm {plan.pk}")
 
     def _follow(self, run: Run) -> str:
         """Print events of the run (and of a rollback that follows it) until the environment settles."""

@@ -1,0 +1,147 @@
+"""Day two: change an environment's parameters or upgrade its pattern version - plan, review, confirm.
+
+`request_change` renders the changed code and queues a plan-only run (kind `plan`) that saves
+Terraform's plan; nothing is applied. A person reads the plan (per resource: create, update,
+replace, delete, move) and `confirm_change` queues the `update` run that applies exactly that
+saved plan file. A plan goes stale - and cannot be confirmed - once the stored state's serial
+has moved, once the environment has had another run, or once it is older than
+CHANGE_PLAN_MAX_AGE_SECONDS. A failed update never destroys: the environment becomes
+`update_failed` and may be planned again; its parameters, version and code change only when an
+update succeeds (`portal.services.runs.succeed_update`).
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal import selectors
+from portal.models import ChangePlan, Environment, ListenerPriority, Run, RunKind, RunStatus
+from portal.models.cmdb import ENVIRONMENT_CHANGEABLE
+from portal.services import runs as transitions
+from portal.services import state as state_service
+from portal.services.catalog import get_pattern
+from portal.services.environments import PORTAL_FILES, render_context
+from portal.services.errors import Conflict, InvalidRequest
+from portal.services.permissions import require_product
+from portal.services.preflight import planned_fqdns
+from provisioning.parameters import ParameterError, validate_parameters
+from provisioning.render import RenderError, render_workspace
+
+
+def _not_changeable(environment: Environment) -> Conflict:
+    return Conflict(
+        f"{environment} is {environment.get_status_display().lower()}; only a ready environment (or one whose "
+        "update failed) can be changed.",
+        field="environment",
+    )
+
+
+def request_change(*, user, environment: Environment, parameters: dict | None = None,
+                   pattern_version: str | None = None) -> ChangePlan:
+    """Check and render a change, and queue its plan-only run; returns the change plan.
+
+    `parameters` are merged over the environment's current ones (a key set to its old value
+    changes nothing); `pattern_version` is the version to upgrade to (default: the one it
+    runs). Refused with a 4xx error and nothing written: no rights, a busy environment, a
+    version the catalog does not hold, invalid parameters, an FQDN another environment holds,
+    or a change that changes nothing.
+    """
+    require_product(user, environment.product, "change")
+    if environment.status not in ENVIRONMENT_CHANGEABLE:
+        raise _not_changeable(environment)
+    pattern = get_pattern(environment.pattern_slug)
+    target = pattern_version or environment.pattern_version
+    if target != pattern.version:
+        raise InvalidRequest(
+            f"The catalog holds {pattern.slug} {pattern.version} only, so version {target} cannot be rendered; "
+            f"plan the change with pattern_version {pattern.version}.",
+            field="pattern_version",
+        )
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidRequest("parameters must be an object of name -> value.", field="parameters")
+    merged = {**(environment.parameters or {}), **(parameters or {})}
+    # Keys the new version no longer knows are dropped on an upgrade (its schema decides).
+    known = set((pattern.parameters or {}).get("properties", {}))
+    if target != environment.pattern_version and known:
+        merged = {key: value for key, value in merged.items() if key in known or key in (parameters or {})}
+    try:
+        values = validate_parameters(pattern, merged)
+    except ParameterError as exc:
+        errors = {f"param:{key}" if key else "parameters": message for key, message in exc.errors.items()}
+        message = next(iter(errors.values())) if len(errors) == 1 else "Some parameters are not valid."
+        raise InvalidRequest(message, errors=errors) from None
+    if values == environment.parameters and target == environment.pattern_version:
+        raise InvalidRequest("The change changes nothing: the parameters and the version are the ones it runs.",
+                             field="parameters")
+    fqdns = planned_fqdns(pattern, name=environment.name, product_slug=environment.product.slug,
+                          account=environment.account, parameters=values)
+    own = f"{environment.product.slug}/{environment.name}"
+    for fqdn, holder in selectors.fqdn_holders(fqdns).items():
+        if holder != own:
+            raise Conflict(f"{fqdn} already belongs to {holder}; choose another application name.", field="fqdn")
+
+    try:
+        with transaction.atomic():
+            env = Environment.objects.select_for_update().get(pk=environment.pk)
+            if env.status not in ENVIRONMENT_CHANGEABLE:
+                raise _not_changeable(env)
+            priority = (
+                ListenerPriority.objects.filter(environment_id=env.pk, released_at__isnull=True)
+                .values_list("priority", flat=True).first()
+            )
+            try:
+                files = render_workspace(pattern, values, render_context(env, env.requested_by, listener_priority=priority),
+                                         PORTAL_FILES, parse_static=False)
+            except RenderError as exc:
+                raise InvalidRequest(f"The pattern could not be rendered: {exc}", field="pattern") from None
+            before = env.pattern_version
+            run = transitions.queue_run(env, RunKind.PLAN, requested_by=_user(user), pattern_version=target)
+            # An AWS pattern's provider file names the run; each run regenerates it (execution).
+            return ChangePlan.objects.create(
+                environment=env, plan_run=run, requested_by=_user(user), parameters=values,
+                pattern_version=target, pattern_version_before=before, code_snapshot=files,
+            )
+    except IntegrityError:
+        raise Conflict(f"{environment} already has a run queued or running.", field="environment") from None
+
+
+def stale_reason(plan: ChangePlan, *, now=None) -> str | None:
+    """Why `plan` can no longer be confirmed, or None while it can."""
+    now = now or timezone.now()
+    environment = plan.environment
+    if plan.plan_run.status != RunStatus.SUCCEEDED or plan.plan_file is None:
+        return "its plan run has not succeeded, so there is no plan to apply."
+    if plan.apply_run_id is not None:
+        return f"it was already confirmed (run #{plan.apply_run_id})."
+    if Run.objects.filter(environment_id=environment.pk, pk__gt=plan.plan_run_id).exists():
+        return "the environment has had another run since it was planned; plan the change again."
+    serial = state_service.latest_serial(environment.pk)
+    if serial != plan.state_serial:
+        return (f"the environment's state has moved since it was planned (serial {plan.state_serial} then, "
+                f"{serial} now); plan the change again.")
+    max_age = timedelta(seconds=settings.CHANGE_PLAN_MAX_AGE_SECONDS)
+    if plan.planned_at is None or now - plan.planned_at > max_age:
+        return f"it is older than {settings.CHANGE_PLAN_MAX_AGE_SECONDS} s (CHANGE_PLAN_MAX_AGE_SECONDS); plan the change again."
+    if environment.status not in ENVIRONMENT_CHANGEABLE:
+        return f"the environment is {environment.get_status_display().lower()}."
+    return None
+
+
+def confirm_change(*, user, plan: ChangePlan) -> Run:
+    """Queue the update run that applies exactly the saved plan; refused (409) when it is stale."""
+    require_product(user, plan.environment.product, "change")
+    with transaction.atomic():
+        env = Environment.objects.select_for_update().get(pk=plan.environment_id)
+        plan = ChangePlan.objects.select_for_update().select_related("plan_run", "environment").get(pk=plan.pk)
+        plan.environment = env
+        if reason := stale_reason(plan):
+            raise Conflict(f"This plan cannot be confirmed: {reason}", field="plan")
+        run = transitions.queue_run(env, RunKind.UPDATE, requested_by=_user(user), pattern_version=plan.pattern_version)
+        ChangePlan.objects.filter(pk=plan.pk).update(apply_run=run, confirmed_at=timezone.now(), confirmed_by=_user(user))
+    return run
+
+
+def _user(user):
+    return user if getattr(user, "pk", None) else None
