@@ -99,6 +99,9 @@ class Beat(threading.Thread):
 # --- waiting ------------------------------------------------------------------------------------
 
 
+STAGE_POLL = 0.02  # wait_for_stage
+
+
 def run_row(run_id: int) -> Run:
     return Run.objects.get(pk=run_id)
 
@@ -115,8 +118,10 @@ def wait_for(predicate, what: str, timeout: float = 180, interval: float = POLL)
 
 
 def wait_for_stage(run_id: int, stages, *, timeout: float = 180, resources_done: int = 0) -> Run:
-    """Poll the Run row every 50 ms until its stage is one of `stages` (and, optionally, at
-    least `resources_done` resources are done); fails if the run ends first."""
+    """Poll the Run row every 20 ms until its stage is one of `stages` (and, optionally, at
+    least `resources_done` resources are done); fails if the run ends first. Init lasts about
+    0.4 s here with four runs at once: at 50 ms a poller thread starved by the others once
+    missed it entirely (CI, seed 974271: "ended succeeded before reaching ['init']")."""
     stages = {stages} if isinstance(stages, str) else set(stages)
 
     def reached():
@@ -127,7 +132,7 @@ def wait_for_stage(run_id: int, stages, *, timeout: float = 180, resources_done:
             raise AssertionError(f"run #{run_id} ended {run.status} ({run.explanation!r}) before reaching {sorted(stages)}")
         return None
 
-    return wait_for(reached, f"run #{run_id} to reach {sorted(stages)}", timeout)
+    return wait_for(reached, f"run #{run_id} to reach {sorted(stages)}", timeout, interval=STAGE_POLL)
 
 
 def wait_for_run(env_id: int, kind: str, stages, *, timeout: float = 180) -> Run:
