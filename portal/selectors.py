@@ -169,12 +169,13 @@ def endpoint_last_released(fqdn: str) -> Endpoint | None:
     return endpoints().filter(fqdn=fqdn, released_at__isnull=False).order_by("-released_at", "-id").first()
 
 
-def fqdn_holders(fqdns: list[str]) -> dict[str, str]:
-    """For each of `fqdns` held by a live endpoint now: `product/name` of its environment."""
-    held = (
-        Endpoint.objects.filter(fqdn__in=[fqdn.lower() for fqdn in fqdns], released_at__isnull=True)
-        .values_list("fqdn", "environment__product__slug", "environment__name")
-    )
+def fqdn_holders(fqdns: list[str], *, excluding_environment_id: int | None = None) -> dict[str, str]:
+    """For each of `fqdns` held by a live endpoint now: `product/name` of its environment
+    (an environment being changed keeps its own: `excluding_environment_id`)."""
+    held = Endpoint.objects.filter(fqdn__in=[fqdn.lower() for fqdn in fqdns], released_at__isnull=True)
+    if excluding_environment_id is not None:
+        held = held.exclude(environment_id=excluding_environment_id)
+    held = held.values_list("fqdn", "environment__product__slug", "environment__name")
     return {fqdn: f"{product}/{name}" for fqdn, product, name in held}
 
 

@@ -353,8 +353,7 @@ class Pipeline:
             return stopped
         summary = self.observer.plan_summary()
         self.sink.plan_summary(summary)
-        # A replacement is two completions (delete + create), counted in add and in destroy.
-        self.observer.planned = summary["add"] + summary["change"] + summary["destroy"]
+        self.observer.planned = planned_completions(summary)
         self.sink.progress(0, self.observer.planned)
         if too_large := self._planned_state_too_large():
             return Outcome("failed", "plan", too_large)
@@ -413,12 +412,9 @@ class Pipeline:
             shown = self.runner.show_plan("tfplan", self.step_timeout)
         except TerraformError as exc:
             return Outcome("failed", "plan", f"Reading the saved plan failed: {exc}")
-        changes = resource_changes(shown)
-        summary = change_summary(changes)
-        self.sink.plan_summary(summary)
         return Outcome(
             "succeeded", "plan", "Planned.", plan_file=(self.workdir / "tfplan").read_bytes(),
-            resource_changes=changes,
+            resource_changes=resource_changes(shown),
         )
 
     def apply_change(self, plan_file: bytes, planned: int, endpoints: tuple[EndpointSpec, ...]) -> Outcome:
@@ -586,6 +582,13 @@ def resource_changes(shown_plan: dict) -> list[dict]:
             row["forces_replacement"] = sorted({str(p[0]) for p in replace_paths if p})
         rows.append(row)
     return rows
+
+
+def planned_completions(summary: dict | None) -> int:
+    """How many resource completions an apply of a plan with this summary reports: a
+    replacement is two (delete + create), counted in add and in destroy."""
+    summary = summary or {}
+    return summary.get("add", 0) + summary.get("change", 0) + summary.get("destroy", 0)
 
 
 def change_summary(changes: list[dict]) -> dict:

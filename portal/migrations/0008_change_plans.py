@@ -26,7 +26,6 @@ class Migration(migrations.Migration):
                 ('plan_file', models.BinaryField(blank=True, help_text='terraform plan -out, applied as is on confirm', null=True)),
                 ('state_serial', models.IntegerField(blank=True, help_text='Serial of the stored state the plan was made against', null=True)),
                 ('resource_changes', models.JSONField(blank=True, default=list, help_text='Per resource: address, action, moved from')),
-                ('summary', models.JSONField(blank=True, help_text='add / change / replace / destroy / move counts', null=True)),
                 ('confirmed_at', models.DateTimeField(blank=True, null=True)),
             ],
             options={

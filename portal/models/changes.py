@@ -34,7 +34,6 @@ class ChangePlan(models.Model):
     plan_file = models.BinaryField(null=True, blank=True, help_text="terraform plan -out, applied as is on confirm")
     state_serial = models.IntegerField(null=True, blank=True, help_text="Serial of the stored state the plan was made against")
     resource_changes = models.JSONField(default=list, blank=True, help_text="Per resource: address, action, moved from")
-    summary = models.JSONField(null=True, blank=True, help_text="add / change / replace / destroy / move counts")
     confirmed_at = models.DateTimeField(null=True, blank=True)
     confirmed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -45,6 +44,11 @@ class ChangePlan(models.Model):
 
     def __str__(self):
         return f"change plan #{self.pk} of {self.environment_id}"
+
+    @property
+    def summary(self) -> dict | None:
+        """add / change / replace / destroy / move counts: the plan run's own plan summary."""
+        return self.plan_run.plan_summary
 
     @property
     def is_upgrade(self) -> bool:

@@ -81,3 +81,13 @@ def allocate_listener_priority(environment: Environment) -> int:
             )
             return priority
     raise Conflict(f"Every listener-rule priority on {account.name}'s shared listener is taken.", field="account")
+
+
+def held_listener_priority(environment: Environment) -> int | None:
+    """The listener-rule priority the environment holds (None when it holds none): a change
+    re-renders its code with the priority it was given."""
+    return (
+        ListenerPriority.objects.filter(environment_id=environment.pk, released_at__isnull=True)
+        .values_list("priority", flat=True)
+        .first()
+    )

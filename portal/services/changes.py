@@ -16,17 +16,16 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal import selectors
-from portal.models import ChangePlan, Environment, ListenerPriority, Run, RunKind, RunStatus
+from portal.models import ChangePlan, Environment, Run, RunKind, RunStatus
 from portal.models.cmdb import ENVIRONMENT_CHANGEABLE
 from portal.services import runs as transitions
 from portal.services import state as state_service
+from portal.services.allocation import held_listener_priority
 from portal.services.catalog import get_pattern
 from portal.services.environments import PORTAL_FILES, render_context
 from portal.services.errors import Conflict, InvalidRequest
-from portal.services.permissions import require_product
-from portal.services.preflight import planned_fqdns
-from provisioning.parameters import ParameterError, validate_parameters
+from portal.services.permissions import recorded_user, require_product
+from portal.services.preflight import check_change
 from provisioning.render import RenderError, render_workspace
 
 
@@ -66,41 +65,29 @@ def request_change(*, user, environment: Environment, parameters: dict | None = 
     known = set((pattern.parameters or {}).get("properties", {}))
     if target != environment.pattern_version and known:
         merged = {key: value for key, value in merged.items() if key in known or key in (parameters or {})}
-    try:
-        values = validate_parameters(pattern, merged)
-    except ParameterError as exc:
-        errors = {f"param:{key}" if key else "parameters": message for key, message in exc.errors.items()}
-        message = next(iter(errors.values())) if len(errors) == 1 else "Some parameters are not valid."
-        raise InvalidRequest(message, errors=errors) from None
+    check = check_change(environment, pattern, merged)
+    check.raise_if_refused()
+    values = check.parameters
     if values == environment.parameters and target == environment.pattern_version:
         raise InvalidRequest("The change changes nothing: the parameters and the version are the ones it runs.",
                              field="parameters")
-    fqdns = planned_fqdns(pattern, name=environment.name, product_slug=environment.product.slug,
-                          account=environment.account, parameters=values)
-    own = f"{environment.product.slug}/{environment.name}"
-    for fqdn, holder in selectors.fqdn_holders(fqdns).items():
-        if holder != own:
-            raise Conflict(f"{fqdn} already belongs to {holder}; choose another application name.", field="fqdn")
 
     try:
         with transaction.atomic():
             env = Environment.objects.select_for_update().get(pk=environment.pk)
             if env.status not in ENVIRONMENT_CHANGEABLE:
                 raise _not_changeable(env)
-            priority = (
-                ListenerPriority.objects.filter(environment_id=env.pk, released_at__isnull=True)
-                .values_list("priority", flat=True).first()
-            )
             try:
-                files = render_workspace(pattern, values, render_context(env, env.requested_by, listener_priority=priority),
+                files = render_workspace(pattern, values,
+                                         render_context(env, env.requested_by, listener_priority=held_listener_priority(env)),
                                          PORTAL_FILES, parse_static=False)
             except RenderError as exc:
                 raise InvalidRequest(f"The pattern could not be rendered: {exc}", field="pattern") from None
             before = env.pattern_version
-            run = transitions.queue_run(env, RunKind.PLAN, requested_by=_user(user), pattern_version=target)
+            run = transitions.queue_run(env, RunKind.PLAN, requested_by=recorded_user(user), pattern_version=target)
             # An AWS pattern's provider file names the run; each run regenerates it (execution).
             return ChangePlan.objects.create(
-                environment=env, plan_run=run, requested_by=_user(user), parameters=values,
+                environment=env, plan_run=run, requested_by=recorded_user(user), parameters=values,
                 pattern_version=target, pattern_version_before=before, code_snapshot=files,
             )
     except IntegrityError:
@@ -138,10 +125,6 @@ def confirm_change(*, user, plan: ChangePlan) -> Run:
         plan.environment = env
         if reason := stale_reason(plan):
             raise Conflict(f"This plan cannot be confirmed: {reason}", field="plan")
-        run = transitions.queue_run(env, RunKind.UPDATE, requested_by=_user(user), pattern_version=plan.pattern_version)
-        ChangePlan.objects.filter(pk=plan.pk).update(apply_run=run, confirmed_at=timezone.now(), confirmed_by=_user(user))
+        run = transitions.queue_run(env, RunKind.UPDATE, requested_by=recorded_user(user), pattern_version=plan.pattern_version)
+        ChangePlan.objects.filter(pk=plan.pk).update(apply_run=run, confirmed_at=timezone.now(), confirmed_by=recorded_user(user))
     return run
-
-
-def _user(user):
-    return user if getattr(user, "pk", None) else None

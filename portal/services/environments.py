@@ -14,7 +14,7 @@ from portal.services import aws_accounts
 from portal.services import runs as transitions
 from portal.services.allocation import allocate_cidr, allocate_listener_priority
 from portal.services.errors import Conflict, InvalidRequest
-from portal.services.permissions import require_product
+from portal.services.permissions import recorded_user, require_product
 from portal.services.preflight import RequestCheck, check_request, name_taken
 from provisioning.render import RenderError, render_workspace
 
@@ -83,7 +83,7 @@ def request_create(
                 pattern_slug=pattern.slug,
                 pattern_version=pattern.version,
                 parameters=params,
-                requested_by=user if getattr(user, "pk", None) else None,
+                requested_by=recorded_user(user),
             )
             environment.cidr = allocate_cidr(environment)
             priority = allocate_listener_priority(environment) if "listener_priority" in pattern.allocations else None
@@ -121,7 +121,7 @@ def request_delete(*, user, environment: Environment) -> Run:
                     f"{env} is {env.get_status_display().lower()}; it can be deleted once its current run ends.",
                     field="environment",
                 )
-            run = transitions.queue_run(env, RunKind.DESTROY, requested_by=user if getattr(user, "pk", None) else None)
+            run = transitions.queue_run(env, RunKind.DESTROY, requested_by=recorded_user(user))
     except IntegrityError:
         raise Conflict(f"{environment} already has a run in progress.", field="environment") from None
     return run
@@ -135,7 +135,7 @@ def request_retry(*, user, environment: Environment) -> Run:
             env = Environment.objects.select_for_update().get(pk=environment.pk)
             if env.status != EnvironmentStatus.INCOMPLETE:
                 raise Conflict(f"Only an incomplete environment can be retried; {env} is {env.get_status_display().lower()}.")
-            run = transitions.queue_run(env, RunKind.CREATE, requested_by=user if getattr(user, "pk", None) else None)
+            run = transitions.queue_run(env, RunKind.CREATE, requested_by=recorded_user(user))
     except IntegrityError:
         raise Conflict(f"{environment} already has a run in progress.") from None
     return run
@@ -144,4 +144,4 @@ def request_retry(*, user, environment: Environment) -> Run:
 def request_cancel(*, user, run: Run) -> str:
     """Cancel a queued or running run (see `runs.request_cancel`)."""
     require_product(user, run.environment.product, "cancel runs of")
-    return transitions.request_cancel(run.pk, user if getattr(user, "pk", None) else None)
+    return transitions.request_cancel(run.pk, recorded_user(user))

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import Error as DatabaseFault
 from django.db import close_old_connections
 
-from portal.models import Run, RunEvent, RunKind, RunStage, RunStatus
+from portal.models import ChangePlan, Run, RunEvent, RunKind, RunStage, RunStatus
 from portal.services import aws_accounts, credentials, local_accounts, workdirs
 from portal.services import runs as transitions
 from portal.services import state as state_service
@@ -36,7 +36,7 @@ from portal.services.catalog import get_pattern
 from portal.services.errors import ServiceError, TransitionLost
 from portal.services.outages import Outage, reset_connection
 from portal.services.preflight import planned_fqdns
-from provisioning.pipeline import Outcome, Pipeline, change_summary
+from provisioning.pipeline import Outcome, Pipeline, planned_completions
 from provisioning.redact import Redactor
 from provisioning.terraform import StepResult, TerraformEvent, TerraformSettings
 
@@ -425,9 +425,7 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
         elif run.kind == RunKind.PLAN:
             outcome = pipeline.plan_change()
         elif run.kind == RunKind.UPDATE:
-            summary = change.summary or {}
-            planned = summary.get("add", 0) + summary.get("change", 0) + summary.get("destroy", 0)
-            outcome = pipeline.apply_change(bytes(change.plan_file), planned, get_pattern_endpoints(run))
+            outcome = pipeline.apply_change(bytes(change.plan_file), planned_completions(change.summary), get_pattern_endpoints(run))
         else:
             outcome = pipeline.destroy()
         if watchdog.lost or recorder.lost:
@@ -529,10 +527,8 @@ def _after_local_destroy(run: Run, recorder: RunRecorder) -> None:
     recorder.flush()
 
 
-def _change_plan_of(run: Run):
+def _change_plan_of(run: Run) -> ChangePlan | None:
     """The change plan a plan run makes or an update run applies (None for other kinds)."""
-    from portal.models import ChangePlan
-
     if run.kind == RunKind.PLAN:
         return ChangePlan.objects.get(plan_run_id=run.pk)
     if run.kind == RunKind.UPDATE:
@@ -592,7 +588,7 @@ def _conclude(run: Run, worker: str, outcome: Outcome, stage: str) -> Run | None
     elif run.kind == RunKind.PLAN and outcome.ok:
         transitions.succeed_plan(
             run, worker, plan_file=outcome.plan_file, state_serial=state_service.latest_serial(run.environment_id),
-            resource_changes=outcome.resource_changes, summary=change_summary(outcome.resource_changes),
+            resource_changes=outcome.resource_changes,
         )
         return None
     elif run.kind == RunKind.UPDATE and outcome.ok:

@@ -23,3 +23,9 @@ def require_product(user, product: Product, action: str) -> None:
 
 def can_manage_environment(user, environment: Environment) -> bool:
     return can_manage_product(user, environment.product)
+
+
+def recorded_user(user):
+    """The user to record as having asked (requested_by, confirmed_by): None for an anonymous
+    or unsaved one (the CLI's and tests' callers)."""
+    return user if getattr(user, "pk", None) else None

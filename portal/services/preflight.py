@@ -183,6 +183,17 @@ def check_request(
     return check
 
 
+def check_change(environment, pattern: Pattern, parameters: dict) -> RequestCheck:
+    """What would refuse changing `environment` to `parameters` (complete) of `pattern`:
+    invalid parameters and FQDNs another environment holds, all at once, in the words and
+    keys `check_request` uses. Its own FQDNs are no conflict."""
+    check = RequestCheck(product=environment.product, name=environment.name, pattern=pattern, account=environment.account)
+    _check_parameters(check, pattern, parameters, {})
+    if check.parameters is not None:
+        _check_fqdns(check, pattern, environment.account, changing=environment.pk)
+    return check
+
+
 def _asked(*, product, pattern_slug, name, parameters, account) -> tuple:
     return (
         product.pk, pattern_slug or "", (name or "").strip(),
@@ -216,11 +227,11 @@ def planned_fqdns(pattern: Pattern, *, name: str, product_slug: str, account: Sa
     return predict_fqdns(pattern, context)
 
 
-def _check_fqdns(check: RequestCheck, pattern: Pattern, account: SandboxAccount) -> None:
+def _check_fqdns(check: RequestCheck, pattern: Pattern, account: SandboxAccount, *, changing: int | None = None) -> None:
     """The FQDNs the pattern says it will give this environment, and who holds them now
-    (any product's environment: an FQDN is global)."""
+    (any product's environment: an FQDN is global; `changing`: the environment itself)."""
     check.fqdns = planned_fqdns(pattern, name=check.name, product_slug=check.product.slug,
                                 account=account, parameters=check.parameters)
-    for fqdn, holder in selectors.fqdn_holders(check.fqdns).items():
+    for fqdn, holder in selectors.fqdn_holders(check.fqdns, excluding_environment_id=changing).items():
         check.add("fqdn", f"{fqdn} already belongs to {holder}; choose another name or application name.", conflict=True)
 

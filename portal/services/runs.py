@@ -14,10 +14,11 @@ import re
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal.models import (
+    ChangePlan,
     CidrAllocation,
     Endpoint,
     Environment,
@@ -35,6 +36,7 @@ from portal.models.cmdb import ENVIRONMENT_NEEDS_ATTENTION
 from portal.services import effects
 from portal.services.errors import TransitionLost
 from portal.services.events import append_events, system_event
+from provisioning.pipeline import change_summary
 
 # Stages after which Terraform may have created something. A run whose worker is lost is
 # judged by the stage its row shows, so the worker writes each stage before it starts it.
@@ -263,21 +265,8 @@ def succeed_create(run: Run, worker: str, *, outputs: dict, endpoints: list[dict
     live environment, so the caller rolls back instead. `late_cancel`: a cancel arrived
     after Terraform had finished; what was built stays, and the run says so.
     """
-    from django.db import IntegrityError
-
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                Endpoint.objects.bulk_create(
-                    Endpoint(environment_id=run.environment_id, **endpoint) for endpoint in endpoints
-                )
-        except IntegrityError:
-            taken = [
-                e["fqdn"]
-                for e in endpoints
-                if Endpoint.objects.filter(fqdn=e["fqdn"], released_at__isnull=True).exists()
-            ]
-            raise EndpointTaken(taken) from None
+        _record_endpoints(run.environment_id, endpoints)
         explanation = "Applied; endpoints recorded."
         _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation=explanation)
         _note_late_cancel(
@@ -446,16 +435,14 @@ def succeed_destroy(run: Run, worker: str, *, late_cancel: bool = False) -> None
         effects.queue_moved(run.account_id)
 
 
-def succeed_plan(run: Run, worker: str, *, plan_file: bytes, state_serial: int | None, resource_changes: list[dict],
-                 summary: dict) -> None:
-    """A change was planned: its saved plan is kept for review; the environment is as before."""
-    from portal.models import ChangePlan
-
+def succeed_plan(run: Run, worker: str, *, plan_file: bytes, state_serial: int | None, resource_changes: list[dict]) -> None:
+    """A change was planned: its saved plan is kept for review (the counts as the plan run's
+    plan summary); the environment is as before."""
     with transaction.atomic():
-        _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation="Planned; nothing is applied until the plan is confirmed.")
+        _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation="Planned; nothing is applied until the plan is confirmed.",
+                  plan_summary=change_summary(resource_changes))
         ChangePlan.objects.filter(plan_run_id=run.pk).update(
-            plan_file=plan_file, state_serial=state_serial, resource_changes=resource_changes, summary=summary,
-            planned_at=timezone.now(),
+            plan_file=plan_file, state_serial=state_serial, resource_changes=resource_changes, planned_at=timezone.now(),
         )
         _set_environment(run.environment_id, run.environment_status_before or EnvironmentStatus.READY, "")
         _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
@@ -468,33 +455,9 @@ def succeed_update(run: Run, worker: str, *, outputs: dict, endpoints: list[dict
 
     Raises `EndpointTaken` (and changes nothing) when a new FQDN belongs to another live
     environment; the caller then ends the update failed (what was applied stays)."""
-    from django.db import IntegrityError
-
-    from portal.models import ChangePlan
-
     plan = ChangePlan.objects.get(apply_run_id=run.pk)
     with transaction.atomic():
-        held = set(
-            Endpoint.objects.filter(environment_id=run.environment_id, released_at__isnull=True).values_list("fqdn", flat=True)
-        )
-        wanted = {e["fqdn"] for e in endpoints}
-        Endpoint.objects.filter(
-            environment_id=run.environment_id, released_at__isnull=True, fqdn__in=held - wanted
-        ).update(released_at=timezone.now())
-        try:
-            with transaction.atomic():
-                Endpoint.objects.bulk_create(
-                    Endpoint(environment_id=run.environment_id, **e) for e in endpoints if e["fqdn"] not in held
-                )
-        except IntegrityError:
-            taken = [e["fqdn"] for e in endpoints if e["fqdn"] not in held
-                     and Endpoint.objects.filter(fqdn=e["fqdn"], released_at__isnull=True).exists()]
-            raise EndpointTaken(taken) from None
-        for e in endpoints:
-            if e["fqdn"] in held:
-                Endpoint.objects.filter(environment_id=run.environment_id, fqdn=e["fqdn"], released_at__isnull=True).update(
-                    url=e["url"], kind=e["kind"]
-                )
+        _record_endpoints(run.environment_id, endpoints)
         explanation = "Applied the confirmed plan; the environment runs the change."
         _terminal(run.pk, RunStatus.SUCCEEDED, worker=worker, explanation=explanation)
         _note_late_cancel(run.pk, late_cancel, explanation, " The cancel came too late: Terraform had already finished.")
@@ -555,6 +518,26 @@ def stored_resource_count(environment_id: int) -> int:
 
     return count(environment_id)
 
+
+
+def _record_endpoints(environment_id: int, endpoints: list[dict]) -> None:
+    """Make the environment's live endpoints exactly `endpoints` (`{fqdn, url, kind}`): new
+    FQDNs recorded, kept ones updated, the rest released (rows kept for audit). Raises
+    `EndpointTaken` (inside the caller's transaction, with nothing written) when a new FQDN
+    belongs to another live environment: the database's unique constraint decides."""
+    live = Endpoint.objects.filter(environment_id=environment_id, released_at__isnull=True)
+    held = set(live.values_list("fqdn", flat=True))
+    new = [e for e in endpoints if e["fqdn"] not in held]
+    try:
+        with transaction.atomic():
+            Endpoint.objects.bulk_create(Endpoint(environment_id=environment_id, **e) for e in new)
+    except IntegrityError:
+        taken = [e["fqdn"] for e in new if Endpoint.objects.filter(fqdn=e["fqdn"], released_at__isnull=True).exists()]
+        raise EndpointTaken(taken) from None
+    for e in endpoints:
+        if e["fqdn"] in held:
+            live.filter(fqdn=e["fqdn"]).update(url=e["url"], kind=e["kind"])
+    live.filter(fqdn__in=held - {e["fqdn"] for e in endpoints}).update(released_at=timezone.now())
 
 
 def _release_allocations(environment_id: int) -> None:

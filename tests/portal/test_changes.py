@@ -5,16 +5,20 @@ resource, and applied only on confirm - exactly the saved plan. Stale plans are 
 a failed update apply leaves the environment `update_failed` with its state intact.
 """
 
+import hashlib
 import json
+import signal
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from portal.models import ChangePlan, Endpoint, Environment, Run, RunKind, RunStatus, StateVersion
+from portal.models import ChangePlan, Endpoint, Environment, Run, RunKind, RunStage, RunStatus, StateLock, StateVersion
 from portal.services import changes, environments
 from portal.services.errors import Conflict, InvalidRequest, NotAllowed
+from portal.services.reaper import reap_expired
 from tests.factories import make_account, make_department, make_pool, make_product, make_user
 from tests.waiting import wait_for_environment, wait_until
 
@@ -180,3 +184,38 @@ def test_the_cli_plans_prints_and_confirms(world, capsys):
     assert Environment.objects.get(pk=env.pk).parameters["desired_count"] == 2
     with pytest.raises(CommandError, match="already confirmed"):
         call_command("provision", "--user", "owner", "confirm", str(plan.pk))
+
+
+def test_a_worker_killed_during_an_update_apply_leaves_update_failed_and_loses_nothing(world, celery_worker):
+    env = ready_environment(world)
+    # A new image replaces the service, whose creation now sleeps 60/7 s: the kill lands in it.
+    plan = planned(changes.request_change(user=world["owner"], environment=env,
+                                          parameters={"container_image": "nginx:3", "delay_seconds": 60}))
+    update = changes.confirm_change(user=world["owner"], plan=plan)
+    wait_until(lambda: Run.objects.get(pk=update.pk).stage == RunStage.APPLY
+               and StateLock.objects.filter(environment=env).exists(), "the update apply to hold the state lock")
+    celery_worker.kill(signal.SIGKILL)  # the whole worker: main process and pool children
+    try:
+        # Terraform's wrapper stops it as a cancel would (state saved, lock released).
+        wait_until(lambda: not StateLock.objects.filter(environment=env).exists(), "Terraform to release its lock", timeout=60)
+        wait_until(lambda: reap_expired().get(update.pk) == "interrupted"
+                   or Run.objects.get(pk=update.pk).status == RunStatus.INTERRUPTED,
+                   "the reaper", timeout=settings.RUN_LEASE_SECONDS + 15)
+    finally:
+        celery_worker.restart()
+    env = wait_for_environment(env.pk, {"update_failed"})
+    assert Run.objects.get(pk=update.pk).status == RunStatus.INTERRUPTED
+    assert not Run.objects.filter(environment=env, kind=RunKind.ROLLBACK).exists()  # never rolled back
+    assert "nothing was destroyed for it and the state is kept" in env.status_reason
+    assert env.parameters["container_image"] != "nginx:3" and env.code_snapshot != plan.code_snapshot
+    last = StateVersion.objects.filter(environment=env).latest()
+    document = json.loads(bytes(last.content))  # intact: parses, and matches its checksum
+    assert hashlib.md5(bytes(last.content)).hexdigest() == last.md5 and document["lineage"] == last.lineage
+    assert last.resource_count >= 6  # only the service being replaced may be missing
+    assert Endpoint.objects.filter(environment=env, released_at__isnull=True).count() == 1
+
+    fix = planned(changes.request_change(user=world["owner"], environment=env,
+                                         parameters={"container_image": "nginx:3", "delay_seconds": 0}))
+    changes.confirm_change(user=world["owner"], plan=fix)
+    env = wait_for_environment(env.pk, {"ready"})
+    assert StateVersion.objects.filter(environment=env).latest().resource_count == 7

@@ -13,7 +13,7 @@ import time
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.models import Environment, EnvironmentStatus, Product, Run, SandboxAccount
+from portal.models import ChangePlan, Environment, EnvironmentStatus, Product, Run, SandboxAccount
 from portal.selectors import environment_by_ref, latest_run, run_events_after
 from portal.models.cmdb import ENVIRONMENT_SETTLED
 from portal.models.runs import UNFINISHED
@@ -33,6 +33,17 @@ def coerce_parameter(pattern, key: str, raw: str):
         return json.loads(raw)
     except ValueError:
         return raw
+
+
+def parse_parameters(pattern, items: list[str]) -> dict:
+    """Repeated `--param KEY=VALUE` as a parameters dict, typed by the pattern's schema."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CommandError(f"--param takes KEY=VALUE, got {item!r}")
+        params[key.strip()] = coerce_parameter(pattern, key.strip(), value)
+    return params
 
 
 class Command(BaseCommand):
@@ -84,8 +95,6 @@ class Command(BaseCommand):
             elif action == "change":
                 return self._change(user, options)
             elif action == "confirm":
-                from portal.models import ChangePlan
-
                 plan = ChangePlan.objects.select_related("environment__product__department").filter(pk=options["plan"]).first()
                 if plan is None:
                     raise CommandError(f"No change plan #{options['plan']}.")
@@ -134,25 +143,14 @@ class Command(BaseCommand):
             if account is None:
                 raise CommandError(f"No sandbox account {options['account']!r}.")
         pattern = get_pattern(options["pattern"])
-        params = {}
-        for item in options["param"]:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise CommandError(f"--param takes KEY=VALUE, got {item!r}")
-            params[key.strip()] = coerce_parameter(pattern, key.strip(), value)
+        params = parse_parameters(pattern, options["param"])
         return environments.request_create(
             user=user, product=product, pattern_slug=pattern.slug, name=options.get("name"), parameters=params, account=account
         )
 
     def _change(self, user, options) -> None:
         env = self._env(options["environment"])
-        pattern = get_pattern(env.pattern_slug)
-        params = {}
-        for item in options["param"]:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise CommandError(f"--param takes KEY=VALUE, got {item!r}")
-            params[key.strip()] = coerce_parameter(pattern, key.strip(), value)
+        params = parse_parameters(get_pattern(env.pattern_slug), options["param"])
         plan = changes.request_change(user=user, environment=env, parameters=params, pattern_version=options.get("version"))
         self.stdout.write(f"{env}: change plan #{plan.pk}, run #{plan.plan_run_id} (plan) queued")
         if options.get("no_wait"):
