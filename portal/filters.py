@@ -5,7 +5,7 @@ from django import forms
 from drf_spectacular.utils import extend_schema_field
 from django.db.models import Q
 
-from portal.models import Endpoint, Environment, EnvironmentStatus, Run, RunKind, RunStatus
+from portal.models import ChangePlan, Endpoint, Environment, EnvironmentStatus, Run, RunKind, RunStatus
 
 
 # The largest id a BigAutoField holds; a bigger number is a 400, not an overflow in the driver.
@@ -140,6 +140,14 @@ class RunFilterSet(django_filters.FilterSet):
     class Meta:
         model = Run
         fields = ["environment", "kind", "status", "account"]
+
+
+class ChangePlanFilterSet(django_filters.FilterSet):
+    environment = IdFilter(field_name="environment_id")
+
+    class Meta:
+        model = ChangePlan
+        fields = ["environment"]
 
 
 class EndpointFilterSet(django_filters.FilterSet):

@@ -11,6 +11,7 @@ from django.db.models import Count, F, Prefetch, Window
 from django.db.models.functions import RowNumber
 
 from portal.models import (
+    ChangePlan,
     CidrAllocation,
     CidrPool,
     Endpoint,
@@ -293,3 +294,13 @@ def live_environment_names(product):
 def environment_name_taken(product, name: str) -> bool:
     """Whether a live (not deleted) environment of `product` already has `name`."""
     return live_environment_names(product).filter(name=name).exists()
+
+
+def change_plans():
+    """Change plans, newest first, with what their API shape reads (not the saved plan file
+    or the rendered code: only the worker needs those)."""
+    return (
+        ChangePlan.objects.select_related("environment__product", "plan_run", "requested_by", "confirmed_by")
+        .defer("plan_file", "code_snapshot")
+        .order_by("-created_at", "-id")
+    )

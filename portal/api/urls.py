@@ -23,6 +23,7 @@ router.register("products", views.ProductViewSet, basename="product")
 router.register("patterns", views.PatternViewSet, basename="pattern")
 router.register("environments", views.EnvironmentViewSet, basename="environment")
 router.register("runs", views.RunViewSet, basename="run")
+router.register("changes", views.ChangePlanViewSet, basename="change")
 router.register("endpoints", views.EndpointViewSet, basename="endpoint")
 router.register("tokens", views.TokenViewSet, basename="token")
 

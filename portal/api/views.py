@@ -23,10 +23,10 @@ from portal.api.idempotency import idempotent
 from portal.api.pagination import IdsFirstPagination
 from portal.api.permissions import ReadForAllStaffWrites
 from portal.api.schema import PortalAutoSchema
-from portal.filters import EndpointFilterSet, EnvironmentFilterSet, RunFilterSet
+from portal.filters import ChangePlanFilterSet, EndpointFilterSet, EnvironmentFilterSet, RunFilterSet
 from portal.models import Department, Product, Run, SandboxAccount
 from portal import selectors
-from portal.services import environments, tokens
+from portal.services import changes, environments, tokens
 from portal.services.catalog import get_catalog
 from portal.services.permissions import require_product
 from portal.services.preflight import check_request
@@ -238,6 +238,26 @@ class EnvironmentViewSet(ApiViewMixin, ListFiltersOnlyMixin, mixins.ListModelMix
         run = environments.request_retry(user=request.user, environment=self.get_object())
         return self.accepted(run)
 
+    @extend_schema(
+        summary="Plan a change (new parameters and/or pattern version)",
+        description="Renders the change and queues a plan-only run (202 with the environment, the "
+        "run and the change plan). Nothing is applied: read the plan at /api/v1/changes/{id}/ once "
+        "the run has succeeded, then `POST /api/v1/changes/{id}/confirm/`. Only a ready environment "
+        "(or one whose update failed) can be changed; parameters are merged over the current ones.",
+        request=s.ChangeRequestSerializer,
+        responses={202: s.ChangeResultSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="changes", filter_backends=[])
+    @idempotent
+    def plan_change(self, request, pk=None):
+        body = s.ChangeRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        plan = changes.request_change(
+            user=request.user, environment=self.get_object(), parameters=body.validated_data.get("parameters"),
+            pattern_version=body.validated_data.get("pattern_version"),
+        )
+        return change_accepted(plan.plan_run_id, plan.pk)
+
 
 # --- Runs -------------------------------------------------------------------------------------
 
@@ -306,6 +326,53 @@ class RunViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyModelViewS
         }
         http_status = status.HTTP_202_ACCEPTED if result == "requested" else status.HTTP_200_OK
         return Response(s.CancelResultSerializer(body).data, status=http_status)
+
+
+# --- Change plans (day two) --------------------------------------------------------------------
+
+
+def change_accepted(run_id: int, plan_id: int) -> Response:
+    """202 with the environment, the queued run and the change plan, read back through the API querysets."""
+    run = selectors.runs(detail=True).get(pk=run_id)
+    result = {
+        "environment": selectors.environments().get(pk=run.environment_id),
+        "run": run,
+        "change": selectors.change_plans().get(pk=plan_id),
+    }
+    return Response(s.ChangeResultSerializer(result).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ChangePlanViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyModelViewSet):
+    """Change plans: what a planned change would do per resource, and `confirm/` to apply
+    exactly that plan. `?environment=` filters the list."""
+
+    filterset_class = ChangePlanFilterSet
+
+    def get_queryset(self):
+        return selectors.change_plans()
+
+    def get_serializer_class(self):
+        return s.ChangePlanSerializer if self.action == "list" else s.ChangePlanDetailSerializer
+
+    def retrieve(self, request, pk=None):
+        plan = self.get_object()
+        plan.stale_reason = changes.stale_reason(plan)
+        return Response(s.ChangePlanDetailSerializer(plan).data)
+
+    @extend_schema(
+        summary="Confirm a change plan",
+        description="Queues the update run that applies exactly this saved plan (202). Refused with "
+        "409 when the plan is stale: the state moved, the environment had another run, it was "
+        "already confirmed, or it is older than the portal's CHANGE_PLAN_MAX_AGE_SECONDS.",
+        request=None,
+        responses={202: s.ChangeResultSerializer},
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    @idempotent
+    def confirm(self, request, pk=None):
+        plan = self.get_object()
+        run = changes.confirm_change(user=request.user, plan=plan)
+        return change_accepted(run.pk, plan.pk)
 
 
 # --- Endpoints --------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def stale_reason(plan: ChangePlan, *, now=None) -> str | None:
     """Why `plan` can no longer be confirmed, or None while it can."""
     now = now or timezone.now()
     environment = plan.environment
-    if plan.plan_run.status != RunStatus.SUCCEEDED or plan.plan_file is None:
+    if plan.plan_run.status != RunStatus.SUCCEEDED or plan.planned_at is None:
         return "its plan run has not succeeded, so there is no plan to apply."
     if plan.apply_run_id is not None:
         return f"it was already confirmed (run #{plan.apply_run_id})."
@@ -109,7 +109,7 @@ def stale_reason(plan: ChangePlan, *, now=None) -> str | None:
         return (f"the environment's state has moved since it was planned (serial {plan.state_serial} then, "
                 f"{serial} now); plan the change again.")
     max_age = timedelta(seconds=settings.CHANGE_PLAN_MAX_AGE_SECONDS)
-    if plan.planned_at is None or now - plan.planned_at > max_age:
+    if now - plan.planned_at > max_age:
         return f"it is older than {settings.CHANGE_PLAN_MAX_AGE_SECONDS} s (CHANGE_PLAN_MAX_AGE_SECONDS); plan the change again."
     if environment.status not in ENVIRONMENT_CHANGEABLE:
         return f"the environment is {environment.get_status_display().lower()}."

@@ -10,8 +10,8 @@ missing auth refused, unsupported methods, use after delete, and the rest.
 One check is narrowed, and only by what a schema cannot say: a schema-valid request may be
 refused (400/422) when it names a row that does not exist ("Object with slug=x does not
 exist."), takes a unique name that exists, reuses an Idempotency-Key with another body
-(schemathesis sends the same key with different bodies), asks for an expiry in the past, or
-is a PATCH that the stored row's other fields make invalid - those depend on the database and
+(schemathesis sends the same key with different bodies), asks for an expiry in the past or
+for a pattern version the catalog does not hold (a change), or is a PATCH that the stored row's other fields make invalid - those depend on the database and
 the clock, not on the request's shape; a role ARN must name the body's own account id (two
 fields compared, which JSON Schema cannot say); `cursor` and `offset` exclude each other; and a pattern's parameters are checked against that
 pattern's own JSON Schema (GET /api/v1/patterns/{slug}/), which the body's `pattern` picks.
@@ -128,6 +128,7 @@ STATE_DEPENDENT = [
     re.compile(r"^.+ with this .+ already exists\.$", re.S),  # a unique name or slug taken
     re.compile(r"^The expiry must be in the future\.$"),
     re.compile(r"^Unknown design pattern .*\.$", re.S),  # the catalog, like a missing row
+    re.compile(r"^The catalog holds .+ only, so version .* cannot be rendered; .*$", re.S),  # a change's version
     # Across two fields of one body, which JSON Schema cannot compare: the 12 digits inside
     # role_arn must be account_id.
     re.compile(r"^The role must belong to this account\.$"),

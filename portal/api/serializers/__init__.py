@@ -27,6 +27,8 @@ as s`, then `s.RunSerializer`):
   PreflightSerializer, PreflightProblemsField, EnvironmentRequestResultSerializer, the
   latest-run shapes and fields, EndpointRefSerializer.
 - `endpoints`: EndpointSerializer, EndpointEnvironmentSerializer.
+- `changes`: ChangePlanSerializer, ChangePlanDetailSerializer, ChangeRequestSerializer,
+  ChangeResultSerializer, ResourceChangeSerializer, ChangeSummarySerializer (day two).
 - `tokens`: ApiTokenSerializer, ApiTokenCreateSerializer, ApiTokenCreatedSerializer,
   TokenNameField, TOKEN_NAME_PATTERN.
 
@@ -34,6 +36,14 @@ Imports go one way: fields <- refs <- resources; environments also uses runs.
 """
 
 from portal.api.serializers.accounts import CidrPoolSerializer, SandboxAccountSerializer
+from portal.api.serializers.changes import (
+    ChangePlanDetailSerializer,
+    ChangePlanSerializer,
+    ChangeRequestSerializer,
+    ChangeResultSerializer,
+    ChangeSummarySerializer,
+    ResourceChangeSerializer,
+)
 from portal.api.serializers.departments import DepartmentSerializer
 from portal.api.serializers.endpoints import EndpointEnvironmentSerializer, EndpointSerializer
 from portal.api.serializers.environments import (
@@ -89,6 +99,13 @@ from portal.api.serializers.tokens import (
 )
 
 __all__ = [
+    # changes
+    "ChangePlanDetailSerializer",
+    "ChangePlanSerializer",
+    "ChangeRequestSerializer",
+    "ChangeResultSerializer",
+    "ChangeSummarySerializer",
+    "ResourceChangeSerializer",
     # fields
     "ENCODING_VALIDATORS",
     "FullCleanModelSerializer",
