@@ -268,3 +268,66 @@ def changed_fragments(request, context: dict, seen: str) -> tuple[list[str], str
         if index >= len(known) or known[index] != version:
             changed.append(html)
     return changed, ".".join(versions)
+
+
+# --- change plans (day two) ---------------------------------------------------------------------
+
+# Badge colour and words per planned action (`ChangePlan.resource_changes`): what destroys
+# something stands out.
+CHANGE_ACTIONS = {
+    "create": ("ok", "create"),
+    "update": ("info", "update in place"),
+    "replace": ("alarm", "replace (destroy, then create)"),
+    "delete": ("alarm", "destroy"),
+    "move": ("muted", "move"),
+}
+
+
+def _changed_attributes(change: dict) -> list[dict]:
+    """The attributes a resource change names: `{"name", "forces", "before", "after"}` each
+    (before/after only when the plan recorded them)."""
+    forcing = set(change.get("forces_replacement") or ())
+    attributes = []
+    for item in change.get("attributes") or ():
+        if isinstance(item, dict):
+            name = str(item.get("name", ""))
+            entry = {"name": name, "forces": name in forcing, "has_values": "before" in item or "after" in item,
+                     "before": item.get("before"), "after": item.get("after")}
+        else:
+            entry = {"name": str(item), "forces": str(item) in forcing, "has_values": False}
+        attributes.append(entry)
+    return attributes
+
+
+def change_review(resource_changes: list[dict]) -> dict:
+    """What the change page shows of a plan: a row per resource (action, tone, changed
+    attributes, where it moved from) and the counts its warning banner states."""
+    rows = []
+    for change in resource_changes or ():
+        action = change.get("action", "")
+        tone_, label = CHANGE_ACTIONS.get(action, ("muted", action))
+        rows.append({
+            "address": change.get("address", ""),
+            "action": action,
+            "tone": tone_,
+            "label": label,
+            "moved_from": change.get("moved_from") or "",
+            "attributes": _changed_attributes(change),
+            "destructive": action in ("replace", "delete"),
+        })
+    count = {action: sum(1 for row in rows if row["action"] == action) for action in CHANGE_ACTIONS}
+    count["moved"] = sum(1 for row in rows if row["moved_from"])
+    return {"rows": rows, "count": count, "destructive": count["replace"] + count["delete"]}
+
+
+def parameter_changes(before: dict | None, after: dict | None) -> list[dict]:
+    """The parameters that differ between what an environment runs and what a change asks
+    for: `{"name", "before", "after", "added", "removed"}`, in the order of `after`."""
+    before, after = before or {}, after or {}
+    names = list(after) + [name for name in before if name not in after]
+    return [
+        {"name": name, "before": before.get(name), "after": after.get(name),
+         "added": name not in before, "removed": name not in after}
+        for name in names
+        if before.get(name) != after.get(name) or (name in before) != (name in after)
+    ]

@@ -158,6 +158,14 @@ class ParameterForm(forms.Form):
                 values[name] = value
         return values
 
+    def fill(self, values: dict) -> "ParameterForm":
+        """Start an unbound form from `values` (what an environment runs, or what a change
+        plan asked for) instead of the schema's defaults; names the pattern lacks are left out."""
+        for name, value in (values or {}).items():
+            if name in self.fields:
+                self.initial[name] = _choice_key(value) if self.specs[name].enum is not None else value
+        return self
+
     def values_from(self, data) -> dict:
         """Initial values read from submitted data (a GET refresh keeps what was typed)."""
         initial = {}
@@ -238,6 +246,46 @@ def apply_service_error(exc: ServiceError, form: forms.Form, parameter_form: for
             placed = True
     if not placed or (exc.errors and any(k.startswith("param:") for k in exc.errors)):
         form.add_error(None, exc.message)
+
+
+class ChangeRequestForm(forms.Form):
+    """The pattern version a change plans for; its parameters are a `ParameterForm` of that
+    version. Which versions may be named and what the parameters may be is the service's
+    (`services.changes.request_change`); this only offers the catalog's versions (newest
+    first) and re-renders the form (htmx) when another is chosen."""
+
+    pattern_version = forms.ChoiceField(
+        label="Pattern version",
+        help_text="The version to render the environment's code from; a newer one upgrades it.",
+    )
+
+    def __init__(self, *args, versions, current, refresh_url, **kwargs):
+        super().__init__(*args, **kwargs)
+
+        def label(version):
+            notes = [note for note, applies in (("runs now", version == current), ("newest", version == versions[0]))
+                     if applies]
+            return f"{version} ({', '.join(notes)})" if notes else version
+
+        self.fields["pattern_version"].choices = [(version, label(version)) for version in versions]
+        if not self.is_bound and not self.initial.get("pattern_version"):
+            self.initial["pattern_version"] = current if current in versions else versions[0]
+        # As on the create form: on the select itself (htmx trigger filters need eval, which
+        # the Content-Security-Policy forbids); target and the rest come from the fieldset.
+        self.fields["pattern_version"].widget.attrs.update({"hx-get": refresh_url, "hx-trigger": "change"})
+
+
+def apply_change_error(exc: ServiceError, form: forms.Form, parameter_form: forms.Form | None) -> None:
+    """`apply_service_error` for the change form: a refusal of the parameters as a whole
+    (`parameters`: "the change changes nothing") is shown above the parameters, in its own words."""
+    errors = dict(exc.errors or {})
+    whole = errors.pop("parameters", None)
+    if whole is not None and parameter_form is not None:
+        parameter_form.add_error(None, whole)
+        if not errors:
+            return
+        exc = type(exc)(exc.message, errors=errors)
+    apply_service_error(exc, form, parameter_form)
 
 
 # --- list filters -------------------------------------------------------------------------------

@@ -20,25 +20,30 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal import selectors
-from portal.models import Environment, EnvironmentStatus, Product, Run, RunKind, RunStatus
-from portal.models.cmdb import ENVIRONMENT_DELETABLE
+from portal.models import ChangePlan, Environment, EnvironmentStatus, Product, Run, RunStatus
+from portal.models.cmdb import ENVIRONMENT_CHANGEABLE, ENVIRONMENT_DELETABLE
+from portal.services import catalog as catalog_service
+from portal.services import changes as change_service
 from portal.services import environments as environment_service
 from portal.services import preflight as preflight_service
 from portal.services import tokens as token_service
-from portal.services.catalog import get_catalog
-from portal.services.errors import NotAllowed, ServiceError
+from portal.services.catalog import get_catalog, get_pattern
+from portal.services.errors import Conflict, NotAllowed, ServiceError
 from portal.services.permissions import can_manage_product, require_product
 from portal.web import display
 from portal.web.filters import EnvironmentListFilterSet
 from portal.web.forms import (
+    ChangeRequestForm,
     DeleteConfirmForm,
     EnvironmentRequestForm,
     ParameterForm,
     TokenCreateForm,
+    apply_change_error,
     apply_service_error,
 )
 
 PAGE_SIZE = 25
+CHANGES_SHOWN = 5  # change plans listed on an environment's page, newest first
 
 
 def _refuse(exc: NotAllowed):
@@ -262,9 +267,18 @@ def _environment_page(request, environment, *, delete_form=None, status=200):
         "can_manage": can_manage_product(request.user, environment.product),
         "deletable": environment.status in ENVIRONMENT_DELETABLE,
         "retryable": environment.status == EnvironmentStatus.INCOMPLETE,
+        "changeable": environment.status in ENVIRONMENT_CHANGEABLE,
+        "update_failed": environment.status == EnvironmentStatus.UPDATE_FAILED,
+        "change_plans": list(
+            selectors.change_plans().filter(environment=environment).select_related("apply_run")[:CHANGES_SHOWN]
+        ),
         "delete_form": delete_form or DeleteConfirmForm(environment=environment),
         "nav": "environments",
     }
+    # An update that failed is retried by planning it again, from what that change asked for.
+    context["failed_change"] = next(
+        (plan for plan in context["change_plans"] if plan.apply_run_id), None
+    ) if context["update_failed"] else None
     return render(request, "portal/environments/detail.html", context, status=status)
 
 
@@ -308,6 +322,182 @@ def _queue_run(request, environment, service, success: str):
         messages.error(request, exc.message)
         return _environment_page(request, environment, status=409)
     messages.success(request, success.format(env=environment, run=run.pk))
+    return redirect("run-detail", pk=run.pk)
+
+
+# --- day two: plan a change, review it, confirm it ------------------------------------------------
+
+
+def _change_plan(pk) -> ChangePlan:
+    try:
+        return selectors.change_plans().get(pk=pk)
+    except ChangePlan.DoesNotExist:
+        raise Http404("No such change plan.") from None
+
+
+def _catalog_versions(slug: str) -> list:
+    """Every version of the pattern the catalog holds, newest first. A catalog without
+    versions (`get_versions`) holds one: the bundled pattern."""
+    get_versions = getattr(catalog_service, "get_versions", None)
+    versions = list(get_versions(slug)) if get_versions is not None else []
+    return versions or [get_pattern(slug)]
+
+
+class _ChangePage:
+    """The change form's pieces: the target version and the parameters of that version,
+    prefilled with what the environment runs (or with what `source` - an earlier change
+    plan of it, e.g. one whose update failed - asked for; or, on a refresh after the version
+    was switched, with what was typed)."""
+
+    def __init__(self, request, environment, *, data=None, source: ChangePlan | None = None):
+        self.environment = environment
+        self.source = source
+        typed = data if data is not None else (request.GET if request.GET.get("refresh") else None)
+        held = _catalog_versions(environment.pattern_slug)
+        by_version = {pattern.version: pattern for pattern in held}
+        wanted = (source.pattern_version if source else None, environment.pattern_version)
+        default = next((version for version in wanted if version in by_version), held[0].version)
+        asked = (typed or {}).get("pattern_version") or default
+        # A version the catalog does not hold is the form's (and the service's) error; the
+        # fields shown meanwhile are the default version's.
+        self.pattern = by_version.get(asked, by_version[default])
+        self.form = ChangeRequestForm(
+            data,
+            versions=[pattern.version for pattern in held],
+            current=environment.pattern_version,
+            initial={"pattern_version": asked} if data is None else None,
+            refresh_url=reverse("environment-change", args=[environment.pk]),
+        )
+        if data is not None:
+            self.parameter_form = ParameterForm(self.pattern, data)
+        else:
+            parameter_form = ParameterForm(self.pattern).fill(source.parameters if source is not None else environment.parameters)
+            if typed is not None:
+                parameter_form.initial.update(parameter_form.values_from(typed))
+            self.parameter_form = parameter_form
+
+    def context(self) -> dict:
+        return {
+            "environment": self.environment,
+            "form": self.form,
+            "parameter_form": self.parameter_form,
+            "pattern": self.pattern,
+            "source": self.source,
+            "nav": "environments",
+        }
+
+
+def _change_source(request, environment) -> ChangePlan | None:
+    """The change plan named by `?from=` (one of this environment's), to plan again."""
+    value = request.GET.get("from", "")
+    if not value.isdigit():
+        return None
+    return selectors.change_plans().filter(environment=environment, pk=int(value)).first()
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def environment_change(request, pk):
+    """The change form. A GET with `refresh=1` (htmx, when the version changes, or the no-JS
+    "Update form" button) re-renders it with the chosen version's fields and what was typed;
+    htmx gets only the form body. POST calls `request_change` (a plan-only run; nothing is
+    applied) and goes to the change plan's page; a refusal re-renders the form with what was
+    typed and the service's words on the fields (400, or 409 for a collision)."""
+    environment = _environment(pk)
+    try:
+        require_product(request.user, environment.product, "change")
+    except NotAllowed as exc:
+        _refuse(exc)
+    try:
+        if request.method == "GET":
+            page = _ChangePage(request, environment, source=_change_source(request, environment))
+            template = "portal/changes/_form_body.html" if request.htmx else "portal/changes/form.html"
+            return render(request, template, page.context())
+        page = _ChangePage(request, environment, data=request.POST)
+    except ServiceError as exc:  # the pattern left the catalog
+        messages.error(request, exc.message)
+        return _environment_page(request, environment, status=409)
+
+    status = 400
+    if page.form.is_valid() and page.parameter_form.is_valid():
+        try:
+            plan = change_service.request_change(
+                user=request.user,
+                environment=environment,
+                parameters=page.parameter_form.parameters(),
+                pattern_version=page.form.cleaned_data["pattern_version"],
+            )
+        except NotAllowed as exc:
+            _refuse(exc)
+        except ServiceError as exc:
+            apply_change_error(exc, page.form, page.parameter_form)
+            status = 409 if isinstance(exc, Conflict) else 400
+        else:
+            messages.success(
+                request,
+                f"Change of {environment} requested: run #{plan.plan_run_id} plans it; nothing is applied until you confirm.",
+            )
+            return redirect("change-detail", pk=plan.pk)
+    return render(request, "portal/changes/form.html", page.context(), status=status)
+
+
+def _change_context(request, plan: ChangePlan) -> dict:
+    """What the change plan's page (and each poll of its review) shows."""
+    run = plan.plan_run
+    environment = plan.environment
+    applied = plan.apply_run_id is not None and plan.apply_run.status == RunStatus.SUCCEEDED
+    return {
+        "plan": plan,
+        "run": run,
+        "environment": environment,
+        "stages": display.stage_bar(run),
+        "queue": display.run_queue(run),
+        "review": display.change_review(plan.resource_changes),
+        # What the change asks for against what the environment runs now (after a
+        # successful apply they are the same, so the list would be empty).
+        "parameter_changes": None if applied else display.parameter_changes(environment.parameters, plan.parameters),
+        "applied": applied,
+        "stale_reason": change_service.stale_reason(plan),
+        "can_manage": can_manage_product(request.user, environment.product),
+        "changeable": environment.status in ENVIRONMENT_CHANGEABLE,
+        "poll": not run.is_terminal,
+        "nav": "environments",
+    }
+
+
+def _change_page(request, plan: ChangePlan, *, status=200):
+    return render(request, "portal/changes/detail.html", _change_context(request, plan), status=status)
+
+
+@login_required
+@require_GET
+def change_detail(request, pk):
+    """A change plan: its plan run's progress, then what it does per resource and the
+    confirm button. While the plan run is unfinished htmx polls this URL for the review
+    partial (286 once the run has ended: htmx stops)."""
+    plan = _change_plan(pk)
+    if request.htmx:
+        context = _change_context(request, plan)
+        response = render(request, "portal/changes/_review.html", context, status=200 if context["poll"] else LIVE_STOP)
+        add_never_cache_headers(response)
+        return response
+    return _change_page(request, plan)
+
+
+@login_required
+@require_POST
+def change_confirm(request, pk):
+    """Queue the update run that applies the saved plan and go to it; a stale plan is
+    refused (409) with the reason, and nothing changes."""
+    plan = _change_plan(pk)
+    try:
+        run = change_service.confirm_change(user=request.user, plan=plan)
+    except NotAllowed as exc:
+        _refuse(exc)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return _change_page(request, _change_plan(pk), status=409)
+    messages.success(request, f"Change of {plan.environment} confirmed: run #{run.pk} applies the plan.")
     return redirect("run-detail", pk=run.pk)
 
 
