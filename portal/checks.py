@@ -14,3 +14,13 @@ def check_patterns(app_configs=None, **kwargs):
     except PatternCatalogError as exc:
         return [checks.Error(str(error), id="portal.E001") for error in exc.errors]
     return []
+
+
+@checks.register(checks.Tags.compatibility, deploy=False)
+def check_pattern_repository(app_configs=None, **kwargs):
+    """Versions from PATTERNS_GIT_URL that were refused (the bundled catalog still works)."""
+    if not settings.PATTERNS_GIT_URL:
+        return []
+    from portal.services.catalog import check_catalog
+
+    return [checks.Warning(str(error), id="portal.W010") for error in check_catalog()]

@@ -5,7 +5,7 @@ from django import forms
 from drf_spectacular.utils import extend_schema_field
 from django.db.models import Q
 
-from portal.models import ChangePlan, Endpoint, Environment, EnvironmentStatus, Run, RunKind, RunStatus
+from portal.models import ChangePlan, DriftCheck, DriftStatus, Endpoint, Environment, EnvironmentStatus, Run, RunKind, RunStatus
 
 
 # The largest id a BigAutoField holds; a bigger number is a 400, not an overflow in the driver.
@@ -99,10 +99,12 @@ class EnvironmentFilterSet(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=EnvironmentStatus.choices)
     fqdn = TextFilter(method="by_fqdn", label="Exact FQDN of a live endpoint")
     include_deleted = BooleanFilter(method="with_deleted", label="Include deleted")
+    drift = django_filters.MultipleChoiceFilter(field_name="drift_status", choices=DriftStatus.choices,
+                                                label="What the latest drift check found")
 
     class Meta:
         model = Environment
-        fields = ["q", "department", "product", "pattern", "account", "status", "fqdn"]
+        fields = ["q", "department", "product", "pattern", "account", "status", "fqdn", "drift"]
 
     def search(self, queryset, name, value):
         value = value.strip()
@@ -148,6 +150,15 @@ class ChangePlanFilterSet(django_filters.FilterSet):
     class Meta:
         model = ChangePlan
         fields = ["environment"]
+
+
+class DriftCheckFilterSet(django_filters.FilterSet):
+    environment = IdFilter(field_name="environment_id")
+    status = django_filters.MultipleChoiceFilter(choices=DriftCheck.Status.choices)
+
+    class Meta:
+        model = DriftCheck
+        fields = ["environment", "status"]
 
 
 class EndpointFilterSet(django_filters.FilterSet):

@@ -61,7 +61,7 @@ ENVIRONMENT_LIST_COLUMNS = (
     "product__id", "product__slug", "product__name", "product__department_id",
     "product__department__id", "product__department__slug", "product__department__name",
     "account__id", "account__name", "account__account_id", "account__kind", "account__region", "account__endpoint_url",
-    "requested_by__id", "requested_by__username",
+    "requested_by__id", "requested_by__username", "drift_status", "drift_checked_at",
 )  # fmt: skip
 # The run summary of a list row (`latest_runs`) plus what queue_position needs.
 LATEST_RUN_COLUMNS = (
@@ -304,3 +304,10 @@ def change_plans():
         .defer("plan_file", "code_snapshot")
         .order_by("-created_at", "-id")
     )
+
+
+def drift_checks():
+    """Drift checks with what their list shows (environment and its product)."""
+    from portal.models import DriftCheck
+
+    return DriftCheck.objects.select_related("environment__product", "requested_by")

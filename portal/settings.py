@@ -266,10 +266,30 @@ REAP_INTERVAL_SECONDS = env_float("REAP_INTERVAL_SECONDS", 10.0)
 CELERY_BEAT_SCHEDULE = {
     "github-mirror-catch-up": {"task": "portal.mirror_catch_up", "schedule": 300.0},
     "purge-idempotency-records": {"task": "portal.purge_idempotency_records", "schedule": 3600.0},
+    "sync-pattern-repository": {"task": "portal.sync_patterns", "schedule": env_float("PATTERNS_GIT_SYNC_SECONDS", 300.0)},
+    "schedule-drift-checks": {"task": "portal.schedule_drift_checks", "schedule": env_float("DRIFT_SCHEDULE_SECONDS", 60.0)},
 }
 
 # --- Provisioning -------------------------------------------------------------------------
 PATTERNS_DIR = env_path("PATTERNS_DIR", BASE_DIR / "patterns")
+# Optional: a git repository of patterns whose tags `<slug>/<version>` are versions (anything
+# `git clone` takes). Read through a bare mirror under PATTERNS_GIT_CACHE_DIR, fetched by beat
+# every PATTERNS_GIT_SYNC_SECONDS and when a version is asked for that the catalog lacks (at
+# most every PATTERNS_GIT_MISS_SYNC_SECONDS).
+PATTERNS_GIT_URL = env_str("PATTERNS_GIT_URL", "") or None
+PATTERNS_GIT_CACHE_DIR = env_path("PATTERNS_GIT_CACHE_DIR", VAR_DIR / "patterns-git")
+PATTERNS_GIT_SYNC_SECONDS = env_float("PATTERNS_GIT_SYNC_SECONDS", 300.0)
+PATTERNS_GIT_MISS_SYNC_SECONDS = env_float("PATTERNS_GIT_MISS_SYNC_SECONDS", 30.0)
+# Drift detection (portal.services.drift): ready environments of AWS accounts are checked this
+# many hours apart unless their product or account says otherwise (0 = never; local accounts:
+# never unless set on the account). Beat looks for due ones every DRIFT_SCHEDULE_SECONDS, at
+# most DRIFT_SCHEDULE_BATCH a pass; a check running longer than DRIFT_CHECK_TIMEOUT_SECONDS is
+# failed (its worker died), one queued longer than DRIFT_RESEND_SECONDS is sent again.
+DRIFT_CHECK_HOURS = env_int("DRIFT_CHECK_HOURS", 24, minimum=0)
+DRIFT_SCHEDULE_BATCH = env_int("DRIFT_SCHEDULE_BATCH", 500, minimum=1)
+DRIFT_CHECK_TIMEOUT_SECONDS = env_float("DRIFT_CHECK_TIMEOUT_SECONDS", 1800.0)
+DRIFT_RESEND_SECONDS = env_float("DRIFT_RESEND_SECONDS", 600.0)
+DRIFT_CHECK_STEP_TIMEOUT = env_int("DRIFT_CHECK_STEP_TIMEOUT", 600, minimum=10)
 # Where workers reach the portal's Terraform state endpoint (the http backend).
 PORTAL_URL = env_str("PORTAL_URL", "http://127.0.0.1:8000").rstrip("/")
 TERRAFORM_BIN = env_str("TERRAFORM_BIN", "") or None

@@ -12,6 +12,7 @@ from celery import current_task, shared_task
 from django.utils import timezone
 
 from portal.services.dispatch import EXECUTE_RUN_TASK
+from portal.services.drift import DRIFT_CHECK_TASK
 from portal.services.github_mirror import MIRROR_RUN_TASK
 
 
@@ -87,3 +88,27 @@ def purge_idempotency_records() -> None:
     from portal.services.idempotency import purge_expired
 
     purge_expired()
+
+
+@shared_task(name="portal.sync_patterns", ignore_result=True)
+def sync_patterns() -> None:
+    """Periodic (Celery beat): fetch the pattern repository's tags (PATTERNS_GIT_URL)."""
+    from portal.services.catalog import sync_git
+
+    sync_git()
+
+
+@shared_task(name="portal.schedule_drift_checks", ignore_result=True)
+def schedule_drift_checks() -> None:
+    """Periodic (Celery beat): queue drift checks of the ready environments that are due."""
+    from portal.services.drift import schedule_due
+
+    schedule_due()
+
+
+@shared_task(name=DRIFT_CHECK_TASK, ignore_result=True, acks_late=False)
+def check_drift(check_id: int) -> None:
+    """Run one drift check on the drift queue (never in an account's run slot)."""
+    from portal.services.drift import execute_check
+
+    execute_check(check_id)

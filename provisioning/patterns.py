@@ -13,6 +13,7 @@ pattern authors' tests alike.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -43,7 +44,9 @@ __all__ = [
     "PatternCatalogError",
     "PatternError",
     "load_catalog",
+    "content_digest",
     "load_pattern",
+    "version_key",
 ]
 
 PATTERN_FILE = "pattern.yaml"
@@ -164,6 +167,11 @@ class Pattern:
     # Shared modules the pattern uses, as workspace paths ("modules/network/main.tf" -> text).
     modules: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     allocations: tuple[str, ...] = ()
+    # sha256 of everything the version is made of (pattern.yaml, template, static files,
+    # modules): a version is immutable once used, and this is how a changed one is noticed.
+    digest: str = ""
+    # Where the version came from: "bundled" (PATTERNS_DIR) or "git <tag>".
+    source: str = "bundled"
 
     def defaults(self) -> dict:
         """The default of every parameter that has one (deep copies: callers may mutate)."""
@@ -484,6 +492,7 @@ def _check_pattern(folder: Path) -> tuple[Pattern | None, list[PatternError]]:
         files=MappingProxyType(files),
         modules=MappingProxyType(modules),
         allocations=tuple(data.get("allocations") or ()),
+        digest=content_digest({PATTERN_FILE: raw_yaml, TEMPLATE_FILE: template, **files, **modules}),
     )
 
     # Stage 3: the template renders with the defaults and the result parses, so the first
@@ -531,6 +540,25 @@ def _module_files(checker: "_Checker", root: Path, files: Mapping[str, str]) -> 
                 found[f"modules/{name}/{path.name}"] = text
                 pending.extend(MODULE_SOURCE_RE.findall(text.replace('"../', '"./modules/')))
     return found
+
+
+def content_digest(files: Mapping[str, str]) -> str:
+    """sha256 over file names and contents, independent of order."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        for part in (name, files[name]):
+            data = part.encode("utf-8")
+            digest.update(len(data).to_bytes(8, "big"))
+            digest.update(data)
+    return digest.hexdigest()
+
+
+def version_key(version: str) -> tuple:
+    """Sort key of a version string: numeric parts compare as numbers ("1.10.0" > "1.9.2"),
+    a pre-release ("1.2.0-rc1") sorts before its release."""
+    main, _, pre = version.lstrip("vV").partition("-")
+    parts = tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in main.split("."))
+    return (parts, 0 if pre else 1, pre)
 
 
 def load_pattern(folder: Path) -> Pattern:

@@ -430,6 +430,25 @@ class Pipeline:
             return Outcome("cancelled", "plan", "Cancelled before apply; nothing was applied.")
         return self._apply_saved_plan(endpoints)
 
+    def check_drift(self, state: bytes) -> Outcome:
+        """render (without the portal's backend) -> a private copy of the stored state ->
+        init -> plan -refresh-only -> show: what changed outside Terraform. Nothing is locked
+        and nothing is written back; the copy is thrown away with the workdir."""
+        self._write_workspace()
+        (self.workdir / "terraform.tfstate").write_bytes(state)
+        if stopped := self._init():
+            return stopped
+        plan = self._step("plan", lambda: self.runner.plan(self.step_timeout, refresh_only=True))
+        if plan.cancelled:
+            return Outcome("cancelled", "plan", "Cancelled during the drift check.")
+        if stopped := self._stopped(plan, "plan"):
+            return stopped
+        try:
+            shown = self.runner.show_plan("tfplan", self.step_timeout)
+        except TerraformError as exc:
+            return Outcome("failed", "plan", f"Reading the refresh-only plan failed: {exc}")
+        return Outcome("succeeded", "plan", "Checked.", resource_changes=drifted_resources(shown))
+
     def destroy(self) -> Outcome:
         """render -> (state backend reachable?) -> init -> apply -destroy, from the stored
         snapshot and the portal's state."""
@@ -581,6 +600,32 @@ def resource_changes(shown_plan: dict) -> list[dict]:
             replace_paths = body.get("replace_paths") or []
             row["forces_replacement"] = sorted({str(p[0]) for p in replace_paths if p})
         rows.append(row)
+    return rows
+
+
+def drifted_resources(shown_plan: dict) -> list[dict]:
+    """What changed outside Terraform, from a refresh-only plan's `resource_drift`: per
+    resource its `address`, `action` (update = changed, delete = gone) and, for a change, each
+    top-level attribute that differs with its `before` (the state) and `after` (reality)."""
+    rows = []
+    for drift in shown_plan.get("resource_drift") or []:
+        if drift.get("mode") == "data":
+            continue
+        body = drift.get("change") or {}
+        actions = body.get("actions") or []
+        if actions == ["delete"]:
+            action = "delete"
+        elif "update" in actions or set(actions) == {"create", "delete"}:
+            action = "update"
+        else:
+            continue
+        before, after = body.get("before") or {}, body.get("after") or {}
+        attributes = [
+            {"attribute": key, "before": before.get(key), "after": after.get(key)}
+            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)
+        ] if action == "update" else []
+        rows.append({"address": drift.get("address", ""), "type": drift.get("type", ""), "action": action,
+                     "attributes": attributes})
     return rows
 
 

@@ -42,8 +42,8 @@ MAX_RESTARTS = 5
 CRASH_WINDOW_SECONDS = 60.0
 
 # What a child prints once it is serving (the banner waits for these, so it comes last).
-READY_MARKERS = {"worker": " ready.", "beat": "beat: Starting..."}
-COLORS = {"moto": "\033[32m", "web": "\033[36m", "worker": "\033[33m", "beat": "\033[35m", "devstack": "\033[1m"}
+READY_MARKERS = {"worker": " ready.", "drift": " ready.", "beat": "beat: Starting..."}
+COLORS = {"moto": "\033[32m", "web": "\033[36m", "worker": "\033[33m", "drift": "\033[34m", "beat": "\033[35m", "devstack": "\033[1m"}
 
 _PR_SET_PDEATHSIG = 1
 try:  # loaded before any fork: dlopen inside a forked child could deadlock
@@ -83,6 +83,11 @@ def commands(port: int) -> dict[str, list[str]]:
             # Runs mostly wait on Terraform and the cloud, so more processes than cores pay off;
             # each account's own limit (max_concurrent_runs) still applies.
             "-l", "info", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "4"), "-n", "portal@%h",
+        ],
+        # Drift checks have a worker of their own, so they never take a run's process.
+        "drift": [
+            str(BIN / "celery"), "-A", "portal", "worker", "-Q", "drift", "-l", "info",
+            "--concurrency", os.environ.get("DRIFT_WORKER_CONCURRENCY", "1"), "-n", "drift@%h",
         ],
         # The schedule file lives under PORTAL_VAR_DIR (CELERY_BEAT_SCHEDULE_FILENAME).
         "beat": [str(BIN / "celery"), "-A", "portal", "beat", "-l", "info"],

@@ -301,6 +301,22 @@ def celery_worker(web_server, portal_env, process_log_dir):
     yield from running_worker(portal_env, process_log_dir)
 
 
+@pytest.fixture(scope="session")
+def drift_worker(celery_worker, portal_env, process_log_dir):
+    """The drift queue's own worker (`-Q drift -c 1`), as `make run` starts it: drift checks
+    never take a process of the run worker. Started after `celery_worker` (which purges)."""
+    worker = CeleryWorker(portal_env, process_log_dir, node_name="drift@%h", concurrency=1, queues="drift",
+                          name="drift-worker")
+    try:
+        worker.start()
+    except ProcessStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
 def running_worker(portal_env, process_log_dir, **options):
     """The body of a worker fixture: a purged broker, a started worker, stopped at the end.
     `options` go to CeleryWorker (the fault suite asks for more processes)."""

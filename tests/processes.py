@@ -401,10 +401,12 @@ class CeleryWorker(ManagedProcess):
     """
 
     def __init__(self, env: dict[str, str], log_dir: Path, *, node_name: str = "test@%h",
-                 concurrency: int = 2, ready_timeout: float = 60.0, name: str = "celery-worker"):
+                 concurrency: int = 2, ready_timeout: float = 60.0, name: str = "celery-worker",
+                 queues: str | None = None):
         argv = [
             BIN_DIR / "celery", "-A", "portal", "worker",
             "--concurrency", str(concurrency), "-l", "info", "-n", node_name,
+            *(["-Q", queues] if queues else []),
         ]
         super().__init__(name, argv, env=env, log_dir=log_dir, ready_timeout=ready_timeout,
                          ready=lambda p: bool(WORKER_READY.search(p.log_since_start())))

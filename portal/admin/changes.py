@@ -1,4 +1,4 @@
-"""Admin for change plans (day two): read-only. A plan is made by `services.changes.request_change`
+"""Admin for day two - change plans, drift checks and the fleet of pattern versions: read-only. A plan is made by `services.changes.request_change`
 and confirmed by `confirm_change`; editing one here would apply something nobody reviewed.
 
 Must not import `portal.services` writers; `stale_reason` only reads.
@@ -6,11 +6,13 @@ Must not import `portal.services` writers; `stale_reason` only reads.
 
 from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets
-from django.db.models.functions import Length
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce, Length
 from django.utils.html import format_html, format_html_join
 
 from portal.admin.base import ReadOnlyAdminMixin, admin_link, pretty_json
-from portal.models import ChangePlan
+from portal.models import ChangePlan, DriftCheck, Environment, EnvironmentStatus, PatternVersion
+from portal.services.catalog import get_versions, upgrade_available
 from portal.services.changes import stale_reason
 
 
@@ -115,3 +117,67 @@ class ChangePlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "<table><thead><tr><th>action</th><th>address</th><th>attributes</th><th></th></tr></thead><tbody>{}</tbody></table>",
             rows,
         )
+
+
+@admin.register(DriftCheck)
+class DriftCheckAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Drift checks are made by `services.drift` (the schedule, "Check now"); read-only here."""
+
+    list_display = ["__str__", "environment", "status", "drifted_count", "requested_by", "queued_at", "finished_at"]
+    list_filter = ["status", ("requested_by", admin.EmptyFieldListFilter)]
+    search_fields = ["=id", "environment__name", "environment__product__slug"]
+    list_select_related = ["environment__product", "requested_by"]
+    ordering = ["-queued_at", "-id"]
+    date_hierarchy = "queued_at"
+    fieldsets = [
+        (None, {"fields": ["environment_link", "status", "explanation", "requested_by"]}),
+        ("When", {"fields": ["queued_at", "started_at", "finished_at", "worker", "state_serial"]}),
+        ("Found", {"fields": ["resources_display", "log"]}),
+    ]
+    readonly_fields = flatten_fieldsets(fieldsets)
+
+    @admin.display(description="drifted resources")
+    def drifted_count(self, check):
+        return len(check.resources or [])
+
+    @admin.display(description="environment")
+    def environment_link(self, check):
+        return admin_link(check.environment)
+
+    @admin.display(description="resources")
+    def resources_display(self, check):
+        return pretty_json(check.resources)
+
+
+@admin.register(PatternVersion)
+class PatternVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The fleet: every pattern version an environment was built with or changed to, how many
+    live environments run it, what they could upgrade to, and whether its files still match
+    what was recorded when it was first used (a used version is immutable)."""
+
+    list_display = ["__str__", "source", "live_environments", "upgrade", "unchanged", "first_used_at"]
+    search_fields = ["slug", "version"]
+    ordering = ["slug", "version"]
+    readonly_fields = ["slug", "version", "digest", "source", "first_used_at"]
+
+    def get_queryset(self, request):
+        live = (
+            Environment.objects.exclude(status=EnvironmentStatus.DELETED)
+            .filter(pattern_slug=OuterRef("slug"), pattern_version=OuterRef("version"))
+            .order_by().values("pattern_slug").annotate(n=Count("id")).values("n")
+        )
+        return super().get_queryset(request).annotate(live=Coalesce(Subquery(live), 0))
+
+    @admin.display(description="live environments", ordering="live")
+    def live_environments(self, record):
+        return record.live
+
+    @admin.display(description="upgrade available")
+    def upgrade(self, record):
+        return upgrade_available(record.slug, record.version) or "-"
+
+    @admin.display(description="files unchanged", boolean=True)
+    def unchanged(self, record):
+        """False: the catalog's files for this used version differ (it is refused); empty: no longer held."""
+        held = next((p for p in get_versions(record.slug) if p.version == record.version), None)
+        return None if held is None else held.digest == record.digest

@@ -24,6 +24,7 @@ router.register("patterns", views.PatternViewSet, basename="pattern")
 router.register("environments", views.EnvironmentViewSet, basename="environment")
 router.register("runs", views.RunViewSet, basename="run")
 router.register("changes", views.ChangePlanViewSet, basename="change")
+router.register("drift-checks", views.DriftCheckViewSet, basename="drift-check")
 router.register("endpoints", views.EndpointViewSet, basename="endpoint")
 router.register("tokens", views.TokenViewSet, basename="token")
 

@@ -23,10 +23,10 @@ from portal.api.idempotency import idempotent
 from portal.api.pagination import IdsFirstPagination
 from portal.api.permissions import ReadForAllStaffWrites
 from portal.api.schema import PortalAutoSchema
-from portal.filters import ChangePlanFilterSet, EndpointFilterSet, EnvironmentFilterSet, RunFilterSet
+from portal.filters import ChangePlanFilterSet, DriftCheckFilterSet, EndpointFilterSet, EnvironmentFilterSet, RunFilterSet
 from portal.models import Department, Product, Run, SandboxAccount
 from portal import selectors
-from portal.services import changes, environments, tokens
+from portal.services import catalog, changes, drift, environments, tokens
 from portal.services.catalog import get_catalog
 from portal.services.permissions import require_product
 from portal.services.preflight import check_request
@@ -133,6 +133,16 @@ class PatternViewSet(ApiViewMixin, viewsets.GenericViewSet):
         if pattern is None:
             raise NotFound(f"There is no design pattern {slug!r}.")
         return Response(s.PatternSerializer(pattern).data)
+
+    @extend_schema(
+        summary="The fleet: which environments run which pattern version",
+        description="One row per pattern version in the catalog or in use by a live environment, with "
+        "how many live environments run it and the newest version they could upgrade to.",
+        responses={200: s.FleetRowSerializer(many=True)},
+    )
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def fleet(self, request):
+        return Response(s.FleetRowSerializer(catalog.fleet(), many=True).data)
 
 
 # --- Environments -----------------------------------------------------------------------------
@@ -258,6 +268,21 @@ class EnvironmentViewSet(ApiViewMixin, ListFiltersOnlyMixin, mixins.ListModelMix
         )
         return change_accepted(plan.plan_run_id, plan.pk)
 
+    @extend_schema(
+        summary="Check an environment for drift now",
+        description="Queues a drift check (202): `terraform plan -refresh-only` on a copy of the stored "
+        "state, which locks and changes nothing. 409 while one is queued or running, or when the "
+        "environment is not ready. Read the result at /api/v1/drift-checks/{id}/.",
+        request=None,
+        responses={202: s.DriftCheckSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="drift-checks", filter_backends=[])
+    @idempotent
+    def check_drift(self, request, pk=None):
+        check = drift.request_check(user=request.user, environment=self.get_object())
+        check = selectors.drift_checks().get(pk=check.pk)
+        return Response(s.DriftCheckSerializer(check).data, status=status.HTTP_202_ACCEPTED)
+
 
 # --- Runs -------------------------------------------------------------------------------------
 
@@ -373,6 +398,33 @@ class ChangePlanViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyMod
         plan = self.get_object()
         run = changes.confirm_change(user=request.user, plan=plan)
         return change_accepted(run.pk, plan.pk)
+
+
+class DriftCheckViewSet(ApiViewMixin, ListFiltersOnlyMixin, viewsets.ReadOnlyModelViewSet):
+    """Drift checks: what changed outside Terraform, per resource and attribute, and
+    `plan-fix/` to plan the change that puts it back. `?environment=` and `?status=` filter."""
+
+    filterset_class = DriftCheckFilterSet
+
+    def get_queryset(self):
+        return selectors.drift_checks()
+
+    def get_serializer_class(self):
+        return s.DriftCheckSerializer if self.action == "list" else s.DriftCheckDetailSerializer
+
+    @extend_schema(
+        summary="Plan the fix of a drift",
+        description="Plans the environment's own code again (same parameters and version), which puts "
+        "back what changed outside Terraform: a plan-only run and a change plan to review and confirm "
+        "like any change (202). 400 when the check found no drift, 409 when it is not the latest.",
+        request=None,
+        responses={202: s.ChangeResultSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="plan-fix", filter_backends=[])
+    @idempotent
+    def plan_fix(self, request, pk=None):
+        plan = drift.plan_fix(user=request.user, check=self.get_object())
+        return change_accepted(plan.plan_run_id, plan.pk)
 
 
 # --- Endpoints --------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """The CMDB's data model. Rows are the source of truth for everything the UI and API show."""
 
 from portal.models.access import ApiToken, IdempotencyRecord
-from portal.models.changes import ChangePlan
+from portal.models.changes import ChangePlan, DriftCheck, PatternVersion
 from portal.models.cmdb import (
     CidrAllocation,
     CidrPool,
     Department,
+    DriftStatus,
     Endpoint,
     Environment,
     EnvironmentStatus,
@@ -20,6 +21,9 @@ from portal.models.state import StateLock, StateLockRelease, StateVersion
 __all__ = [
     "ApiToken",
     "ChangePlan",
+    "DriftCheck",
+    "DriftStatus",
+    "PatternVersion",
     "GitHubMirror",
     "IdempotencyRecord",
     "ListenerPriority",

@@ -38,6 +38,10 @@ class ChangePlan(models.Model):
     confirmed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Set when the change was planned to undo what a drift check found ("plan to fix").
+    fixes_drift = models.ForeignKey(
+        "portal.DriftCheck", null=True, blank=True, on_delete=models.SET_NULL, related_name="fix_plans"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -53,3 +57,71 @@ class ChangePlan(models.Model):
     @property
     def is_upgrade(self) -> bool:
         return self.pattern_version != self.pattern_version_before
+
+
+class DriftCheck(models.Model):
+    """One look at whether an environment's real resources still match its Terraform state:
+    `terraform plan -refresh-only` on a private copy of the stored state (nothing is locked or
+    written), run by the drift worker outside the accounts' run slots."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        IN_SYNC = "in_sync", "In sync"
+        DRIFTED = "drifted", "Drifted"
+        FAILED = "failed", "Check failed"
+        # The state moved while it ran (a user's run applied): its answer is about the past.
+        SUPERSEDED = "superseded", "Superseded"
+
+    environment = models.ForeignKey("portal.Environment", on_delete=models.CASCADE, related_name="drift_checks")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Empty for a scheduled check.",
+    )
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    state_serial = models.IntegerField(null=True, blank=True, help_text="Serial of the state copy it checked")
+    resources = models.JSONField(
+        default=list, blank=True, help_text="Drifted resources: address, action, changed attributes before -> after"
+    )
+    explanation = models.TextField(blank=True)
+    log = models.TextField(blank=True, help_text="Terraform's output, redacted and capped")
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        indexes = [models.Index(fields=["environment", "-queued_at"]), models.Index(fields=["status"])]
+        constraints = [
+            # One check in flight per environment: the scheduler and a person asking cannot double it.
+            models.UniqueConstraint(
+                fields=["environment"], condition=models.Q(status__in=["queued", "running"]),
+                name="one_open_drift_check_per_environment",
+            ),
+        ]
+
+    def __str__(self):
+        return f"drift check #{self.pk} of {self.environment_id}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in (self.Status.QUEUED, self.Status.RUNNING)
+
+
+class PatternVersion(models.Model):
+    """A pattern version some environment was built with or changed to. From then on the
+    version is immutable: the catalog refuses to render it if its content (`digest`) differs."""
+
+    slug = models.CharField(max_length=60)
+    version = models.CharField(max_length=30)
+    digest = models.CharField(max_length=64, help_text="sha256 of the version's files when first used")
+    source = models.CharField(max_length=200, help_text="bundled, or the git tag it came from")
+    first_used_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug", "version"]
+        constraints = [models.UniqueConstraint(fields=["slug", "version"], name="pattern_version_unique")]
+
+    def __str__(self):
+        return f"{self.slug} {self.version}"

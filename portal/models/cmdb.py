@@ -84,6 +84,14 @@ class SandboxAccount(models.Model):
         help_text="Runs beyond this wait in a FIFO queue.",
     )
     is_active = models.BooleanField(default=True, help_text="Inactive accounts take no new environments.")
+    drift_check_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Check this account's ready environments for drift this many hours apart (0 = never; "
+            "empty = DRIFT_CHECK_HOURS for AWS accounts, never for local ones)."
+        ),
+    )
     shared_infrastructure = models.JSONField(
         default=dict,
         blank=True,
@@ -193,12 +201,29 @@ class Product(models.Model):
     slug = models.SlugField(max_length=40, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
+    drift_check_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Check this product's ready environments for drift this many hours apart (0 = never; "
+            "empty = the account's setting)."
+        ),
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return self.name
+
+
+class DriftStatus(models.TextChoices):
+    """What the latest drift check of an environment found."""
+
+    UNKNOWN = "unknown", "Not checked"
+    IN_SYNC = "in_sync", "In sync"
+    DRIFTED = "drifted", "Drifted"
+    FAILED = "failed", "Check failed"
 
 
 class EnvironmentStatus(models.TextChoices):
@@ -263,6 +288,9 @@ class Environment(models.Model):
         default=list, blank=True, help_text="Resources still tagged with this environment after destroy."
     )
     orphans_checked_at = models.DateTimeField(null=True, blank=True)
+    # The latest finished drift check (portal.services.drift), for the badge and the filter.
+    drift_status = models.CharField(max_length=12, choices=DriftStatus.choices, default=DriftStatus.UNKNOWN)
+    drift_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -281,7 +309,13 @@ class Environment(models.Model):
                 name="environment_status_known",
             ),
         ]
-        indexes = [models.Index(fields=["status"]), models.Index(fields=["pattern_slug"])]
+        indexes = [
+            models.Index(fields=["status"]),
+            models.Index(fields=["pattern_slug"]),
+            models.Index(fields=["drift_status"]),
+            # The drift scheduler: ready environments, least recently checked first.
+            models.Index(fields=["status", "drift_checked_at"], name="environment_drift_due"),
+        ]
 
     def __str__(self):
         return f"{self.product.slug}/{self.name}"

@@ -17,6 +17,12 @@ class RunKind(models.TextChoices):
     UPDATE = "update", "Apply a change"  # applies exactly the saved plan a person confirmed
 
 
+# Runs after which whatever of the environment still exists is an orphan (it should all be gone).
+TEARDOWN_KINDS = frozenset({RunKind.DESTROY, RunKind.ROLLBACK})
+# Runs that (re)write the environment's endpoints, whose DNS records are checked afterwards.
+ENDPOINT_KINDS = frozenset({RunKind.CREATE, RunKind.UPDATE})
+
+
 class RunStatus(models.TextChoices):
     """A run's status. Code names the groups below, never a literal set of statuses.
 

@@ -28,15 +28,19 @@ def environment_tag(environment: Environment) -> str:
 
 
 def target_for(run: Run) -> aws.AwsTarget:
-    account = run.account
-    requester = getattr(run.requested_by, "username", "") or "portal"
+    return target_of(run.account, session_name=f"portal-run-{run.pk}",
+                     requester=getattr(run.requested_by, "username", "") or "portal")
+
+
+def target_of(account: SandboxAccount, *, session_name: str, requester: str) -> aws.AwsTarget:
+    """The account as the provider and the checks see it, for one session (a run, a drift check)."""
     return aws.AwsTarget(
         account_id=account.account_id,
         region=account.region,
         role_arn=account.role_arn,
         external_id=account.external_id,
         dns_zone=account.dns_zone,
-        session_name=f"portal-run-{run.pk}",
+        session_name=session_name,
         source_identity=requester,
         endpoint_url=endpoint_url(account),
     )
@@ -57,6 +61,21 @@ def default_tags(run: Run) -> dict[str, str]:
         product=environment.product.slug,
         requester=getattr(run.requested_by, "username", "") or "portal",
     )
+
+
+def drift_provider_file(environment: Environment, session_name: str) -> dict[str, str]:
+    """`portal_provider.tf` for a drift check: the same account guard, its own session name."""
+    target = target_of(environment.account, session_name=session_name, requester="portal")
+    tags = aws.portal_default_tags(
+        portal=settings.PORTAL_NAME, environment=environment_tag(environment), run=session_name,
+        product=environment.product.slug, requester="portal",
+    )
+    return {aws.PROVIDER_FILE: aws.provider_config(target, default_tags=tags)}
+
+
+def drift_preflight(environment: Environment, session_name: str) -> aws.CheckResult:
+    """The account guard before a drift check talks to AWS (AssumeRole, caller identity)."""
+    return aws.preflight(target_of(environment.account, session_name=session_name, requester="portal"), session(), [])
 
 
 def provider_file(run: Run) -> dict[str, str]:

@@ -21,7 +21,7 @@ from portal.models.cmdb import ENVIRONMENT_CHANGEABLE
 from portal.services import runs as transitions
 from portal.services import state as state_service
 from portal.services.allocation import held_listener_priority
-from portal.services.catalog import get_pattern
+from portal.services.catalog import get_pattern, pin_version
 from portal.services.environments import PORTAL_FILES, render_context
 from portal.services.errors import Conflict, InvalidRequest
 from portal.services.permissions import recorded_user, require_product
@@ -38,26 +38,21 @@ def _not_changeable(environment: Environment) -> Conflict:
 
 
 def request_change(*, user, environment: Environment, parameters: dict | None = None,
-                   pattern_version: str | None = None) -> ChangePlan:
+                   pattern_version: str | None = None, fixes_drift=None) -> ChangePlan:
     """Check and render a change, and queue its plan-only run; returns the change plan.
 
     `parameters` are merged over the environment's current ones (a key set to its old value
     changes nothing); `pattern_version` is the version to upgrade to (default: the one it
     runs). Refused with a 4xx error and nothing written: no rights, a busy environment, a
     version the catalog does not hold, invalid parameters, an FQDN another environment holds,
-    or a change that changes nothing.
+    or a change that changes nothing (unless it `fixes_drift`: then the same code is planned
+    again, which puts back what changed outside Terraform).
     """
     require_product(user, environment.product, "change")
     if environment.status not in ENVIRONMENT_CHANGEABLE:
         raise _not_changeable(environment)
-    pattern = get_pattern(environment.pattern_slug)
     target = pattern_version or environment.pattern_version
-    if target != pattern.version:
-        raise InvalidRequest(
-            f"The catalog holds {pattern.slug} {pattern.version} only, so version {target} cannot be rendered; "
-            f"plan the change with pattern_version {pattern.version}.",
-            field="pattern_version",
-        )
+    pattern = get_pattern(environment.pattern_slug, target)
     if parameters is not None and not isinstance(parameters, dict):
         raise InvalidRequest("parameters must be an object of name -> value.", field="parameters")
     merged = {**(environment.parameters or {}), **(parameters or {})}
@@ -68,7 +63,7 @@ def request_change(*, user, environment: Environment, parameters: dict | None = 
     check = check_change(environment, pattern, merged)
     check.raise_if_refused()
     values = check.parameters
-    if values == environment.parameters and target == environment.pattern_version:
+    if values == environment.parameters and target == environment.pattern_version and fixes_drift is None:
         raise InvalidRequest("The change changes nothing: the parameters and the version are the ones it runs.",
                              field="parameters")
 
@@ -83,12 +78,13 @@ def request_change(*, user, environment: Environment, parameters: dict | None = 
                                          PORTAL_FILES, parse_static=False)
             except RenderError as exc:
                 raise InvalidRequest(f"The pattern could not be rendered: {exc}", field="pattern") from None
+            pin_version(pattern)
             before = env.pattern_version
             run = transitions.queue_run(env, RunKind.PLAN, requested_by=recorded_user(user), pattern_version=target)
             # An AWS pattern's provider file names the run; each run regenerates it (execution).
             return ChangePlan.objects.create(
                 environment=env, plan_run=run, requested_by=recorded_user(user), parameters=values,
-                pattern_version=target, pattern_version_before=before, code_snapshot=files,
+                pattern_version=target, pattern_version_before=before, code_snapshot=files, fixes_drift=fixes_drift,
             )
     except IntegrityError:
         raise Conflict(f"{environment} already has a run queued or running.", field="environment") from None

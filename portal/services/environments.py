@@ -13,6 +13,7 @@ from portal.models.cmdb import ENVIRONMENT_DELETABLE
 from portal.services import aws_accounts
 from portal.services import runs as transitions
 from portal.services.allocation import allocate_cidr, allocate_listener_priority
+from portal.services.catalog import pin_version
 from portal.services.errors import Conflict, InvalidRequest
 from portal.services.permissions import recorded_user, require_product
 from portal.services.preflight import RequestCheck, check_request, name_taken
@@ -74,6 +75,7 @@ def request_create(
         with transaction.atomic():
             # Serialises allocations of this account (CIDRs) with other requests.
             SandboxAccount.objects.select_for_update().get(pk=account.pk)
+            pin_version(pattern)
             if selectors.environment_name_taken(product, name):
                 raise Conflict(name_taken(product, name), field="name")
             environment = Environment.objects.create(

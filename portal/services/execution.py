@@ -29,6 +29,7 @@ from django.db import Error as DatabaseFault
 from django.db import close_old_connections
 
 from portal.models import ChangePlan, Run, RunEvent, RunKind, RunStage, RunStatus
+from portal.models.runs import ENDPOINT_KINDS, TEARDOWN_KINDS
 from portal.services import aws_accounts, credentials, local_accounts, workdirs
 from portal.services import runs as transitions
 from portal.services import state as state_service
@@ -57,7 +58,7 @@ def _new_fqdns(run) -> list[str]:
     if run.kind != RunKind.CREATE or transitions.stored_resource_count(environment.pk):
         return []
     try:
-        pattern = get_pattern(environment.pattern_slug)
+        pattern = get_pattern(environment.pattern_slug, environment.pattern_version)
     except ServiceError:
         return []
     try:
@@ -434,7 +435,7 @@ def _execute(run: Run, worker: str, workdir: Path) -> Run | None:
         if outcome.ok and aws_accounts.is_aws(run):
             # Before the run concludes, so whoever sees it finished also sees the check.
             _after_aws_run(run, outcome, recorder)
-        if outcome.ok and local_accounts.is_local(run) and run.kind != RunKind.CREATE:
+        if outcome.ok and local_accounts.is_local(run) and run.kind in TEARDOWN_KINDS:
             _until_database_answers(lambda: _after_local_destroy(run, recorder))
         _wait_for_database(recorder)
         follow_up = _until_database_answers(lambda: _conclude(run, worker, outcome, pipeline.current))
@@ -492,11 +493,14 @@ def _until_database_answers(call, wait: float | None = None):
 
 
 def _after_aws_run(run: Run, outcome: Outcome, recorder: RunRecorder) -> None:
-    """DNS records after a create, tagged leftovers after a destroy: reported, never fatal."""
+    """DNS records after a create or an update, tagged leftovers after a destroy or a rollback
+    (never after a plan, nor after runs that leave the environment standing): reported, never fatal."""
     from provisioning.aws.checks import AwsCheckError
 
     try:
-        if run.kind == RunKind.CREATE:
+        if run.kind == RunKind.PLAN:
+            return
+        if run.kind in ENDPOINT_KINDS:
             check = aws_accounts.check_endpoints(run, [e["fqdn"] for e in outcome.endpoints])
             recorder.note(f"DNS check: {check.reason}", "info" if check.ok else "warning")
         else:
@@ -537,9 +541,9 @@ def _change_plan_of(run: Run) -> ChangePlan | None:
 
 
 def get_pattern_endpoints(run: Run):
-    """Endpoint specs of the pattern version the environment was rendered from."""
+    """Endpoint specs of the pattern version the run renders (an update's target version)."""
     try:
-        pattern = get_pattern(run.environment.pattern_slug)
+        pattern = get_pattern(run.environment.pattern_slug, run.pattern_version)
     except ServiceError:
         return ()
     return pattern.endpoints

@@ -17,7 +17,11 @@ def is_local(run: Run) -> bool:
 
 def terraform_env(run: Run) -> dict[str, str]:
     """Where this environment's resources leave their footprint."""
-    return localcloud.terraform_env(settings.LOCAL_CLOUD_DIR, run.environment_id)
+    return terraform_env_for(run.environment_id)
+
+
+def terraform_env_for(environment_id: int) -> dict[str, str]:
+    return localcloud.terraform_env(settings.LOCAL_CLOUD_DIR, environment_id)
 
 
 def existing_resources(environment_id: int) -> list[str]:

@@ -467,6 +467,10 @@ def succeed_update(run: Run, worker: str, *, outputs: dict, endpoints: list[dict
         )
         _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
         effects.queue_moved(run.account_id)
+        if plan.fixes_drift_id is not None:
+            from portal.services.drift import queue_check
+
+            queue_check(run.environment_id)  # so the badge says whether the fix took
 
 
 def refresh_environment_reason(environment_id: int) -> None:

@@ -37,6 +37,12 @@ def new_folder(run_id: int) -> Path:
     return root() / f"run-{run_id}-{secrets.token_hex(4)}"
 
 
+def drift_folder(check_id: int) -> Path:
+    """A drift check's folder: a private state copy, removed when the check ends (the run
+    sweeper leaves it alone - its name is not a run's)."""
+    return root() / f"drift-{check_id}-{secrets.token_hex(4)}"
+
+
 def spill_file(folder: Path, run_id: int) -> Path:
     """Where a run's events wait while the database is away and memory is full."""
     return folder / f".events-run-{run_id}.jsonl"

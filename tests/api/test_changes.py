@@ -77,7 +77,7 @@ def test_bad_changes_are_4xx_and_write_nothing(api, world):
     response = plan_change(api.owner, environment, {"parameters": {"cpu": 333}})
     assert response.status_code == 400 and any(f.startswith("parameters") for f in error_of(response)["fields"])
     response = plan_change(api.owner, environment, {"pattern_version": "0.0.1"})
-    assert response.status_code == 400 and "cannot be rendered" in error_of(response)["message"]
+    assert response.status_code == 400 and "holds no version 0.0.1" in error_of(response)["message"]
     response = plan_change(api.owner, environment, {"parameters": {}})
     assert response.status_code == 400 and "changes nothing" in error_of(response)["message"]
     response = plan_change(api.owner, environment, {"parameters": ["cpu"]})

@@ -128,7 +128,7 @@ STATE_DEPENDENT = [
     re.compile(r"^.+ with this .+ already exists\.$", re.S),  # a unique name or slug taken
     re.compile(r"^The expiry must be in the future\.$"),
     re.compile(r"^Unknown design pattern .*\.$", re.S),  # the catalog, like a missing row
-    re.compile(r"^The catalog holds .+ only, so version .* cannot be rendered; .*$", re.S),  # a change's version
+    re.compile(r"^The catalog holds no version .* of .+ \(it holds .*\)\.$", re.S),  # a change's version
     # Across two fields of one body, which JSON Schema cannot compare: the 12 digits inside
     # role_arn must be account_id.
     re.compile(r"^The role must belong to this account\.$"),

@@ -86,6 +86,8 @@ def test_a_parameter_change_is_planned_shown_and_applied_only_on_confirm(world):
     assert env.parameters["desired_count"] == 3 and env.parameters["app_name"] == "shop"
     assert env.outputs["app_fqdn"] == "shop-dev.sandbox.example.test"
     assert env.code_snapshot == plan.code_snapshot
+    # Its resources are its own, not leftovers: no orphan report after a plan or an update.
+    assert env.orphans == [] and env.orphans_checked_at is None
     live = list(Endpoint.objects.filter(environment=env, released_at__isnull=True).values_list("fqdn", flat=True))
     assert live == ["shop-dev.sandbox.example.test"]
     assert Endpoint.objects.filter(environment=env, fqdn="app-dev.sandbox.example.test", released_at__isnull=False).exists()
@@ -160,7 +162,7 @@ def test_bad_changes_are_refused_and_write_nothing(world):
     with pytest.raises(InvalidRequest) as invalid:
         changes.request_change(user=world["owner"], environment=env, parameters={"cpu": 333})
     assert "param:cpu" in invalid.value.errors
-    with pytest.raises(InvalidRequest, match="cannot be rendered"):
+    with pytest.raises(InvalidRequest, match="holds no version 0.9.0"):
         changes.request_change(user=world["owner"], environment=env, pattern_version="0.9.0")
     cart = make_product(world["product"].department, slug="cart")
     holder = ready_environment({**world, "product": cart}, name="dev", app_name="taken")  # taken-dev.<zone>

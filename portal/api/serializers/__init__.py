@@ -29,6 +29,7 @@ as s`, then `s.RunSerializer`):
 - `endpoints`: EndpointSerializer, EndpointEnvironmentSerializer.
 - `changes`: ChangePlanSerializer, ChangePlanDetailSerializer, ChangeRequestSerializer,
   ChangeResultSerializer, ResourceChangeSerializer, ChangeSummarySerializer (day two).
+- `drift`: DriftCheckSerializer, DriftCheckDetailSerializer, DriftedResourceSerializer.
 - `tokens`: ApiTokenSerializer, ApiTokenCreateSerializer, ApiTokenCreatedSerializer,
   TokenNameField, TOKEN_NAME_PATTERN.
 
@@ -45,6 +46,7 @@ from portal.api.serializers.changes import (
     ResourceChangeSerializer,
 )
 from portal.api.serializers.departments import DepartmentSerializer
+from portal.api.serializers.drift import DriftCheckDetailSerializer, DriftCheckSerializer, DriftedResourceSerializer
 from portal.api.serializers.endpoints import EndpointEnvironmentSerializer, EndpointSerializer
 from portal.api.serializers.environments import (
     EndpointRefSerializer,
@@ -71,7 +73,7 @@ from portal.api.serializers.fields import (
     encodable_json,
     enum_field,
 )
-from portal.api.serializers.patterns import PatternEndpointSerializer, PatternSerializer
+from portal.api.serializers.patterns import FleetRowSerializer, PatternEndpointSerializer, PatternSerializer
 from portal.api.serializers.products import ProductSerializer
 from portal.api.serializers.refs import (
     AccountRefSerializer,
@@ -130,6 +132,10 @@ __all__ = [
     # patterns
     "PatternEndpointSerializer",
     "PatternSerializer",
+    "FleetRowSerializer",
+    "DriftCheckSerializer",
+    "DriftCheckDetailSerializer",
+    "DriftedResourceSerializer",
     # runs
     "CancelResultSerializer",
     "GitHubLinksSerializer",

@@ -21,7 +21,7 @@ from portal.api.serializers.runs import (
     _progress,
     _queue_position,
 )
-from portal.models import EnvironmentStatus, GitHubMirror, Product, RunKind, RunStage, RunStatus, SandboxAccount
+from portal.models import DriftStatus, EnvironmentStatus, GitHubMirror, Product, RunKind, RunStage, RunStatus, SandboxAccount
 from portal.models.runs import progress_percent
 from provisioning.patterns import SLUG_RE as PATTERN_SLUG_RE
 from portal.services.preflight import NAME_RE as ENVIRONMENT_NAME_RE
@@ -101,6 +101,12 @@ class LatestRunDetailField(LatestRunField):
     pass
 
 
+class DriftSummarySerializer(serializers.Serializer):
+    status = enum_field(DriftStatus, source="drift_status")
+    checked_at = serializers.DateTimeField(source="drift_checked_at", allow_null=True,
+                                           help_text="When the latest drift check finished; null if never.")
+
+
 class EnvironmentSerializer(serializers.Serializer):
     """An environment in lists. Expects the queryset of `EnvironmentViewSet` (live endpoints
     and the latest run prefetched), so a page costs the same number of queries at any size."""
@@ -118,6 +124,7 @@ class EnvironmentSerializer(serializers.Serializer):
     endpoints = EndpointRefSerializer(many=True, source="live_endpoints", help_text="Live endpoints.")
     requested_by = UserRefSerializer(allow_null=True)
     latest_run = LatestRunSummaryField(LatestRunSerializer())
+    drift = DriftSummarySerializer(source="*", help_text="What the latest drift check found.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     deleted_at = serializers.DateTimeField(allow_null=True)
@@ -163,6 +170,7 @@ class EnvironmentSerializer(serializers.Serializer):
                 "progress": {"resources_done": run["resources_done"], "resources_planned": run["resources_planned"],
                              "percent": progress_percent(run["resources_done"], run["resources_planned"])},
             },
+            "drift": {"status": row["drift_status"], "checked_at": when(row["drift_checked_at"])},
             "created_at": when(row["created_at"]),
             "updated_at": when(row["updated_at"]),
             "deleted_at": when(row["deleted_at"]),

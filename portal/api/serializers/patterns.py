@@ -28,3 +28,15 @@ class PatternSerializer(serializers.Serializer):
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_defaults(self, pattern):
         return pattern.defaults()
+
+
+class FleetRowSerializer(serializers.Serializer):
+    """One pattern version: how many live environments run it and what they could upgrade to."""
+
+    pattern = serializers.CharField()
+    version = serializers.CharField()
+    environments = serializers.IntegerField(help_text="Live (not deleted) environments on this version.")
+    in_catalog = serializers.BooleanField(help_text="False: environments run a version the catalog no longer holds.")
+    source = serializers.CharField(help_text="bundled, or `git <tag>`; empty when not in the catalog.")
+    latest = serializers.BooleanField()
+    upgrade_available = serializers.CharField(allow_null=True, help_text="The newest version to upgrade to, if newer.")
