@@ -7,14 +7,16 @@ happen to them (no services, no permission rules).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
+from urllib.parse import urlencode
 
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from portal import selectors
-from portal.models import EnvironmentStatus, Run, RunEvent, RunKind, RunStage, RunStatus
+from portal.models import DriftCheck, DriftStatus, EnvironmentStatus, Run, RunEvent, RunKind, RunStage, RunStatus
 from portal.models.runs import CANCELLABLE, TERMINAL
 from portal.services.catalog import get_catalog
 from portal.services.dispatch import queue_position
@@ -39,6 +41,11 @@ TONES = {
     RunStatus.ERRORED: "alarm",
     RunStatus.CANCELLED: "muted",
     RunStatus.INTERRUPTED: "warn",
+    # Drift (an environment's `drift_status` and a check's status). "failed" (Check failed),
+    # "queued" and "running" share the values, and the colours, above; "unknown" is muted.
+    DriftStatus.IN_SYNC: "ok",
+    DriftStatus.DRIFTED: "warn",
+    DriftCheck.Status.SUPERSEDED: "muted",
 }
 
 # The stage bar of each run kind: (stage key, label). The last step is the outcome.
@@ -331,3 +338,111 @@ def parameter_changes(before: dict | None, after: dict | None) -> list[dict]:
         for name in names
         if before.get(name) != after.get(name) or (name in before) != (name in after)
     ]
+
+
+# --- drift ------------------------------------------------------------------------------------------
+
+# Badge colour and words per drifted resource's action (`DriftCheck.resources`).
+DRIFT_ACTIONS = {
+    "update": ("warn", "changed outside Terraform"),
+    "delete": ("alarm", "deleted outside Terraform"),
+}
+# A value longer than this (as compact JSON) is cut; the whole value is in the cell's title.
+DRIFT_VALUE_CHARS = 80
+
+
+def compact_json(value, limit: int = DRIFT_VALUE_CHARS) -> dict:
+    """A drifted attribute's value as one line of JSON: `{"text", "full", "truncated"}`
+    (`text` is at most `limit` characters, ending in "…" when cut)."""
+    try:
+        full = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(", ", ": "))
+    except (TypeError, ValueError):
+        full = repr(value)
+    if len(full) <= limit:
+        return {"text": full, "full": full, "truncated": False}
+    return {"text": full[: max(1, limit - 1)] + "…", "full": full, "truncated": True}
+
+
+def drift_resources(resources: list[dict] | None) -> list[dict]:
+    """What the drift card's table shows of a check's `resources`: a row per resource
+    (address, type, action with its tone and words) with its attributes' before -> after
+    as compact JSON."""
+    rows = []
+    for resource in resources or ():
+        if not isinstance(resource, dict):
+            continue
+        action = str(resource.get("action", ""))
+        tone_, label = DRIFT_ACTIONS.get(action, ("muted", action))
+        attributes = []
+        for item in resource.get("attributes") or ():
+            if isinstance(item, dict):
+                attributes.append({
+                    "name": str(item.get("attribute", item.get("name", ""))),
+                    "before": compact_json(item.get("before")),
+                    "after": compact_json(item.get("after")),
+                })
+        rows.append({
+            "address": str(resource.get("address", "")),
+            "type": str(resource.get("type", "")),
+            "action": action,
+            "tone": tone_,
+            "label": label,
+            "attributes": attributes,
+        })
+    return rows
+
+
+# What an environment's drift status means, for the card under its badge.
+DRIFT_MEANING = {
+    DriftStatus.UNKNOWN: "Not checked for drift yet.",
+    DriftStatus.IN_SYNC: "Its resources matched the Terraform state.",
+    DriftStatus.DRIFTED: "Something changed outside Terraform.",
+    DriftStatus.FAILED: "The last check could not finish; nothing was changed.",
+}
+CONCLUDED = (DriftCheck.Status.IN_SYNC, DriftCheck.Status.DRIFTED, DriftCheck.Status.FAILED)
+
+
+def drift_card(environment, checks: list[DriftCheck], latest_concluded: DriftCheck | None = None) -> dict:
+    """What the environment page's drift card shows. `checks` are its newest checks, newest
+    first; `latest_concluded` is the newest one that found something (in sync, drifted,
+    failed), when it is not among `checks`. The view adds what the user may do."""
+    latest = checks[0] if checks else None
+    if latest_concluded is None:
+        latest_concluded = next((check for check in checks if check.status in CONCLUDED), None)
+    in_flight = latest if latest is not None and not latest.finished else None
+    return {
+        "status": environment.drift_status,
+        "label": environment.get_drift_status_display(),
+        "tone": tone(environment.drift_status),
+        "meaning": DRIFT_MEANING.get(environment.drift_status, ""),
+        "checked_at": environment.drift_checked_at,
+        "latest": latest,
+        "result": latest_concluded,
+        "in_flight": in_flight,
+        "resources": drift_resources(latest_concluded.resources)
+        if latest_concluded is not None and latest_concluded.status == DriftCheck.Status.DRIFTED
+        else [],
+        # Only the newest check can be fixed (`drift.plan_fix` refuses an older one).
+        "fixable": latest is not None and latest.status == DriftCheck.Status.DRIFTED,
+        "history": checks,
+    }
+
+
+def drift_should_poll(card: dict) -> bool:
+    """The drift card refreshes itself while a check is queued or running."""
+    return card["in_flight"] is not None
+
+
+def fleet_rows(rows: list[dict], list_url: str) -> list[dict]:
+    """The fleet page's rows (`catalog.fleet()`) with the pattern's name and, where some
+    environment runs it, a link to the environment list filtered by the pattern."""
+    catalog = get_catalog()
+    shown = []
+    for row in rows:
+        pattern = catalog.get(row["pattern"])
+        shown.append({
+            **row,
+            "name": pattern.name if pattern is not None else row["pattern"],
+            "list_url": f"{list_url}?{urlencode({'pattern': row['pattern']})}" if row["environments"] else "",
+        })
+    return shown

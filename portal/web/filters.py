@@ -4,7 +4,7 @@ select boxes instead of slug text inputs."""
 from django import forms
 
 from portal.filters import EnvironmentFilterSet
-from portal.models import EnvironmentStatus
+from portal.models import DriftStatus, EnvironmentStatus
 from portal.services.catalog import get_catalog
 from portal.web.forms import SingleSelectMultiple, department_choices, product_choices
 
@@ -23,6 +23,8 @@ class EnvironmentListFilterSet(EnvironmentFilterSet):
             choices=[("", "All patterns")] + [(pattern.slug, pattern.name) for pattern in patterns]
         )
         fields["status"].widget = SingleSelectMultiple(choices=[("", "Any status")] + list(EnvironmentStatus.choices))
+        fields["drift"].widget = SingleSelectMultiple(choices=[("", "Any drift")] + list(DriftStatus.choices))
+        fields["drift"].label = "Drift"
         fields["include_deleted"].widget = forms.CheckboxInput()
         fields["include_deleted"].label = "Include deleted"
 

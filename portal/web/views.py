@@ -20,10 +20,11 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal import selectors
-from portal.models import ChangePlan, Environment, EnvironmentStatus, Product, Run, RunStatus
+from portal.models import ChangePlan, DriftCheck, Environment, EnvironmentStatus, Product, Run, RunStatus
 from portal.models.cmdb import ENVIRONMENT_CHANGEABLE, ENVIRONMENT_DELETABLE
 from portal.services import catalog as catalog_service
 from portal.services import changes as change_service
+from portal.services import drift as drift_service
 from portal.services import environments as environment_service
 from portal.services import preflight as preflight_service
 from portal.services import tokens as token_service
@@ -44,6 +45,7 @@ from portal.web.forms import (
 
 PAGE_SIZE = 25
 CHANGES_SHOWN = 5  # change plans listed on an environment's page, newest first
+DRIFT_CHECKS_SHOWN = 5  # drift checks in the drift card's history, newest first
 
 
 def _refuse(exc: NotAllowed):
@@ -273,6 +275,7 @@ def _environment_page(request, environment, *, delete_form=None, status=200):
             selectors.change_plans().filter(environment=environment).select_related("apply_run")[:CHANGES_SHOWN]
         ),
         "delete_form": delete_form or DeleteConfirmForm(environment=environment),
+        **_drift_context(environment),
         "nav": "environments",
     }
     # An update that failed is retried by planning it again, from what that change asked for.
@@ -323,6 +326,86 @@ def _queue_run(request, environment, service, success: str):
         return _environment_page(request, environment, status=409)
     messages.success(request, success.format(env=environment, run=run.pk))
     return redirect("run-detail", pk=run.pk)
+
+
+# --- drift: check now, plan the fix -----------------------------------------------------------
+
+
+def _drift_context(environment) -> dict:
+    """What the drift card shows (on the environment page and in each poll of the card; both
+    add `can_manage`)."""
+    checks = list(selectors.drift_checks().filter(environment=environment)[:DRIFT_CHECKS_SHOWN])
+    concluded = None
+    if checks and not any(check.status in display.CONCLUDED for check in checks):
+        concluded = selectors.drift_checks().filter(environment=environment, status__in=display.CONCLUDED).first()
+    drift = display.drift_card(environment, checks, concluded)
+    latest = drift["latest"]
+    return {
+        "drift": drift,
+        "drift_poll": display.drift_should_poll(drift),
+        "drift_checkable": environment.status == EnvironmentStatus.READY,
+        # `plan_fix` plans a change: only a changeable environment can have one.
+        "drift_fixable": drift["fixable"] and environment.status in ENVIRONMENT_CHANGEABLE,
+        "drift_fix_plan": latest.fix_plans.order_by("-created_at", "-id").first() if drift["fixable"] else None,
+    }
+
+
+@login_required
+@require_GET
+def environment_drift(request, pk):
+    """The drift card alone, for htmx to poll while a check is queued or running (286 once
+    none is: htmx stops)."""
+    environment = _environment(pk)
+    context = {
+        "environment": environment,
+        "can_manage": can_manage_product(request.user, environment.product),
+        **_drift_context(environment),
+    }
+    response = render(request, "portal/environments/_drift.html", context, status=200 if context["drift_poll"] else LIVE_STOP)
+    add_never_cache_headers(response)
+    return response
+
+
+@login_required
+@require_POST
+def environment_drift_check(request, pk):
+    """Queue a drift check now (`drift.request_check`) and go back to the environment's page,
+    where the card follows it; refusals are explained as the other actions' are."""
+    environment = _environment(pk)
+    try:
+        check = drift_service.request_check(user=request.user, environment=environment)
+    except NotAllowed as exc:
+        _refuse(exc)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return _environment_page(request, environment, status=409 if isinstance(exc, Conflict) else 400)
+    messages.success(request, f"Drift check #{check.pk} of {environment} queued: nothing is changed or locked.")
+    return redirect("environment-detail", pk=environment.pk)
+
+
+@login_required
+@require_POST
+def drift_fix(request, pk):
+    """Plan the change that undoes what a drift check found (`drift.plan_fix`) and go to the
+    change plan's page, where it is reviewed and confirmed like any change. A check that found
+    no drift is refused (400), one that is not the environment's latest too (409)."""
+    try:
+        check = selectors.drift_checks().get(pk=pk)
+    except DriftCheck.DoesNotExist:
+        raise Http404("No such drift check.") from None
+    try:
+        plan = drift_service.plan_fix(user=request.user, check=check)
+    except NotAllowed as exc:
+        _refuse(exc)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return _environment_page(request, _environment(check.environment_id), status=409 if isinstance(exc, Conflict) else 400)
+    messages.success(
+        request,
+        f"Fix of the drift of {check.environment} requested: run #{plan.plan_run_id} plans it; "
+        "nothing is applied until you confirm.",
+    )
+    return redirect("change-detail", pk=plan.pk)
 
 
 # --- day two: plan a change, review it, confirm it ------------------------------------------------
@@ -499,6 +582,18 @@ def change_confirm(request, pk):
         return _change_page(request, _change_plan(pk), status=409)
     messages.success(request, f"Change of {plan.environment} confirmed: run #{run.pk} applies the plan.")
     return redirect("run-detail", pk=run.pk)
+
+
+# --- the fleet -------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def fleet(request):
+    """Which pattern versions the live environments run, and what each could upgrade to
+    (`catalog.fleet()`): counts only, so everyone signed in may see it."""
+    rows = display.fleet_rows(catalog_service.fleet(), reverse("home"))
+    return render(request, "portal/fleet.html", {"rows": rows, "nav": "fleet"})
 
 
 # --- run page --------------------------------------------------------------------------------
