@@ -12,6 +12,16 @@ never makes it repeat a call that already succeeded:
 
     create:  issue -> code commit -> "queued" -> "apply" -> "result" -> "rollback" -> close
     destroy: issue -> "queued" -> "destroy" -> removal commit (destroyed only) -> "result" -> close
+    change:  issue -> "planned" -> "confirmed" -> "apply" -> "result" -> code commit (applied only) -> close
+             issue -> "planned" -> "not_applied" -> close   (a plan that went stale unconfirmed)
+
+A change (day two) is one issue per change plan: its plan-only run is the request run and
+the update run that applies the confirmed plan maps to it, as a rollback maps to its create.
+The "planned" comment is the per-resource plan (or why planning failed); the code commit is
+the plan's rendered code, to the path the create committed to, so the repository holds what
+runs. No transition happens when an unconfirmed plan goes stale (by age, or because another
+run came after it): `catch_up_stale` revisits open plan issues, and the next pass says the
+plan was not applied and closes the issue.
 
 A step is done when it is recorded on the row (`issue_number`, `closed`, or its key in
 `milestones`; the commit steps are the key "code"). Steps appear only once the run reached
@@ -45,8 +55,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from portal.models import Environment, GitHubMirror, Run, RunEvent, RunKind, RunStage, RunStatus
+from portal.models import ChangePlan, Environment, EnvironmentStatus, GitHubMirror, Run, RunEvent, RunKind, RunStage, RunStatus
 from portal.models.runs import TERMINAL, UNFINISHED
+from portal.services.changes import stale_reason
 from portal.services.events import system_event
 from provisioning.locks import exclusive_lock
 from provisioning.github import GitHubError, GitHubMirrorClient, RateLimited
@@ -60,7 +71,16 @@ MIRROR_RUN_TASK = "portal.mirror_run"
 
 __all__ = ["MirrorBusy", "RateLimited", "GitHubError", "is_enabled", "schedule_mirror", "sync_run"]
 
-ISSUE_LABELS = {RunKind.CREATE: ("portal", "create"), RunKind.DESTROY: ("portal", "delete")}
+ISSUE_LABELS = {
+    RunKind.CREATE: ("portal", "create"),
+    RunKind.DESTROY: ("portal", "delete"),
+    RunKind.PLAN: ("portal", "change"),
+}
+# The runs mirrored on the issue of another run: a rollback on its create's, an update on
+# its change plan's (the plan-only run's).
+MAPPED_KINDS = (RunKind.ROLLBACK, RunKind.UPDATE)
+# A plan comment lists at most this many resources (a comment holds 65536 characters).
+MAX_PLAN_ROWS = 200
 LOOKUP_LABELS = ("portal",)
 # One pass rechecks the run after its work, so a transition that happened meanwhile (and whose
 # own task found this pass holding the lock) is not left for later; bounded, to stay short.
@@ -177,12 +197,15 @@ def sync_run(run_id: int) -> GitHubMirror | None:
 
 
 def _request_run(run: Run | None) -> Run | None:
-    """The create/destroy run whose issue a run belongs to (a rollback's create run). Change
-    plans and updates (day two) are not mirrored yet: None."""
-    if run is None or run.kind not in ISSUE_LABELS and run.kind != RunKind.ROLLBACK:
+    """The create/destroy/plan run whose issue a run belongs to: a rollback's create run, an
+    update's plan-only run (the change plan it applies). None when there is none."""
+    if run is None or run.kind not in ISSUE_LABELS and run.kind not in MAPPED_KINDS:
         return None
     if run.kind == RunKind.ROLLBACK:
         return run.rollback_of
+    if run.kind == RunKind.UPDATE:
+        plan = ChangePlan.objects.filter(apply_run_id=run.pk).select_related("plan_run").first()
+        return plan.plan_run if plan else None
     return run
 
 
@@ -276,7 +299,8 @@ def _catch_up(client: GitHubMirrorClient, mirror: GitHubMirror) -> None:
             ).get(pk=mirror.run_id)
         )
         rollback = Run.objects.filter(rollback_of=request).first() if request.kind == RunKind.CREATE else None
-        view = RequestView(request, rollback)
+        change = _change_plan(request) if request.kind == RunKind.PLAN else None
+        view = RequestView(request, rollback, change)
         if not mirror.issue_number:
             found = client.find_issue(view.issue_marker, labels=LOOKUP_LABELS)
             number, url = found or client.open_issue(view.title, view.issue_body(), ISSUE_LABELS[request.kind])
@@ -294,7 +318,7 @@ def _catch_up(client: GitHubMirrorClient, mirror: GitHubMirror) -> None:
             steps = [s for s in steps if s.key not in already]
         for step in steps:
             if step.commit:
-                files = view.environment.code_snapshot or {}
+                files = view.committed_files
                 if step.commit == "add" and files:
                     sha, url = client.commit_files(view.code_path, files, view.commit_message(mirror.issue_number))
                 elif step.commit == "remove":
@@ -311,12 +335,39 @@ def _catch_up(client: GitHubMirrorClient, mirror: GitHubMirror) -> None:
                 _progress(mirror, milestones=[*mirror.milestones, step.key])
 
 
+def _change_plan(plan_run: Run) -> ChangePlan:
+    """The change plan a plan-only run made, with the update run that applies it (if any)."""
+    plan = ChangePlan.objects.select_related("apply_run", "requested_by", "confirmed_by").get(plan_run=plan_run)
+    plan.plan_run = plan_run
+    plan.environment = plan_run.environment
+    return plan
+
+
+def _parameters_before(plan: ChangePlan) -> dict | None:
+    """The parameters the environment had when `plan` was made, or None once no row says.
+
+    They are the environment's own until an update planned at or after `plan` succeeds (only
+    a succeeded update changes them); after that, those a succeeded earlier update gave it.
+    A plan is stale once another run follows it, so no update runs between a plan and its
+    own. The issue is normally opened when the plan is queued, long before any of this.
+    """
+    applied = ChangePlan.objects.filter(environment_id=plan.environment_id, apply_run__status=RunStatus.SUCCEEDED)
+    if not applied.filter(plan_run_id__gte=plan.plan_run_id).exists():
+        return dict(plan.environment.parameters or {})
+    earlier = applied.filter(plan_run_id__lt=plan.plan_run_id).order_by("-plan_run_id").first()
+    return dict(earlier.parameters) if earlier else None
+
+
 class RequestView:
     """What a request looks like on GitHub: titles, bodies and the steps reached so far."""
 
-    def __init__(self, request: Run, rollback: Run | None):
+    def __init__(self, request: Run, rollback: Run | None, change: ChangePlan | None = None):
         self.request = request
         self.rollback = rollback
+        # A plan-only run's change plan, and the update run that applies it once confirmed.
+        self.change = change
+        self.update: Run | None = change.apply_run if change is not None else None
+        self.stale_reason: str | None = None  # set by steps() when an unconfirmed plan went stale
         self.environment: Environment = request.environment
         self.portal = settings.PORTAL_URL
 
@@ -344,16 +395,58 @@ class RequestView:
     def title(self) -> str:
         if self.request.kind == RunKind.CREATE:
             return f"Create {self.name} ({self.request.pattern_slug} {self.request.pattern_version})"
+        if self.request.kind == RunKind.PLAN:
+            return f"Change {self.name} ({self._change_headline()})"
         return f"Delete {self.name}"
 
+    def _change_headline(self) -> str:
+        """What the change is, in a few words: the upgrade, or the parameters it sets (when
+        the values before it are still known)."""
+        plan = self.change
+        before = None if plan.is_upgrade else _parameters_before(plan)
+        names = sorted(_changed_parameters(before, plan.parameters)) if before is not None else []
+        if not names:
+            return self._versions()
+        shown = ", ".join(names[:3])
+        return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    def _versions(self) -> str:
+        plan = self.change
+        if plan.is_upgrade:
+            return f"{self.request.pattern_slug} {plan.pattern_version_before} -> {plan.pattern_version}"
+        return f"{self.request.pattern_slug} {plan.pattern_version}"
+
+    @property
+    def committed_files(self) -> dict:
+        """What the code commit writes: the environment's code, or the change plan's new code
+        (the environment takes it when the update succeeds; the commit follows that).
+
+        Nothing (the step is recorded without a commit) when the environment no longer runs
+        the change's code - a later change was applied, or it was deleted - so a commit
+        delayed by an outage never puts older code over what the later issue committed.
+        Read now, not with the request: the update was seen succeeded after that read, and
+        the environment took the code in the same transaction."""
+        if self.change is not None:
+            env = Environment.objects.filter(pk=self.environment.pk).values("status", "code_snapshot").first()
+            if env is None or env["status"] == EnvironmentStatus.DELETED or env["code_snapshot"] != self.change.code_snapshot:
+                return {}
+            return self.change.code_snapshot or {}
+        return self.environment.code_snapshot or {}
+
     def commit_message(self, issue_number: int | None) -> str:
+        refs = f"\nRefs #{issue_number}" if issue_number else ""
+        if self.change is not None:
+            # Like a create's: the version whose code it is (the parameters are in the issue).
+            run = self.update or self.request
+            return f"Change {self.name} ({self._versions()})\n\nRun #{run.pk}: {self.run_url(run)}{refs}\n"
         verb = "Create" if self.request.kind == RunKind.CREATE else "Delete"
         pattern = f" ({self.request.pattern_slug} {self.request.pattern_version})" if verb == "Create" else ""
-        refs = f"\nRefs #{issue_number}" if issue_number else ""
         return f"{verb} {self.name}{pattern}\n\nRun #{self.request.pk}: {self.run_url(self.request)}{refs}\n"
 
     # the issue -------------------------------------------------------------------------
     def issue_body(self) -> str:
+        if self.change is not None:
+            return self._change_body()
         env, run = self.environment, self.request
         product, department, account = env.product, env.product.department, env.account
         requester = getattr(run.requested_by, "username", "") or "the portal"
@@ -381,9 +474,53 @@ class RequestView:
         ]
         return _redactor().redact("\n".join(lines))
 
+    def _change_body(self) -> str:
+        env, run, plan = self.environment, self.request, self.change
+        product, department, account = env.product, env.product.department, env.account
+        requester = getattr(plan.requested_by, "username", "") or "the portal"
+        if plan.is_upgrade:
+            version = (f"{code(run.pattern_slug)} version {code(plan.pattern_version_before)} -> "
+                       f"{code(plan.pattern_version)} (upgrade)")
+        else:
+            version = f"{code(run.pattern_slug)} version {code(plan.pattern_version)} (unchanged)"
+        lines = [
+            f"**Change** {code(self.name)}, requested through the sandbox portal. Terraform plans it first; "
+            "nothing is applied until a person confirms the plan.",
+            "",
+            f"- **Environment:** {code(self.name)} in account {code(account.name)} ({code(account.account_id)}, {code(account.region)})",
+            f"- **Product:** {code(product.slug)} ({code(product.name)}), department {code(department.slug)}",
+            f"- **Pattern:** {version}",
+            f"- **Requested by:** {code(requester)}",
+            f"- **Plan run:** [#{run.pk}]({self.run_url(run)})",
+            f"- **Code:** {code(self.code_path + '/')}",
+            "",
+            "**Changed parameters:**",
+            "",
+        ]
+        before = _parameters_before(plan)
+        changed = _changed_parameters(before, plan.parameters)
+        if before is None:
+            lines.append("(The values before the change are no longer recorded; the new values are below.)")
+        elif not changed:
+            lines.append("None: the change is the version upgrade.")
+        for name in sorted(changed):
+            old, new = changed[name]
+            lines.append(f"- {code(name)}: {_value(old)} -> {_value(new)}")
+        lines += [
+            "",
+            "**Parameters after the change:**",
+            "",
+            fenced(json.dumps(plan.parameters or {}, indent=2, sort_keys=True, ensure_ascii=False), "json"),
+            "",
+            self.issue_marker,
+        ]
+        return _redactor().redact("\n".join(lines))
+
     # steps -----------------------------------------------------------------------------
     def steps(self, mirror: GitHubMirror) -> list[Step]:
         """Every step the request has reached, in order (done ones included)."""
+        if self.change is not None:
+            return self._change_steps()
         run, rollback = self.request, self.rollback
         terminal = run.status in TERMINAL
         out: list[Step] = []
@@ -412,6 +549,36 @@ class RequestView:
             out.append(Step("close", close_reason="completed" if succeeded else "not_planned"))
         return out
 
+    def _change_steps(self) -> list[Step]:
+        plan_run, update = self.request, self.update
+        out: list[Step] = []
+        if plan_run.status not in TERMINAL:
+            return out
+        out.append(Step("planned"))
+        if plan_run.status != RunStatus.SUCCEEDED:
+            out.append(Step("close", close_reason="not_planned"))
+            return out
+        if update is None:
+            # Stale stays stale (age only grows, runs after the plan stay after it), and a
+            # stale plan cannot be confirmed: closing the issue here loses no later step. But
+            # a confirm that committed after this plan row was read makes it look stale (its
+            # update run is "another run since"): read again, after the check, whether it
+            # is still unconfirmed - the update run and `apply_run` are written together.
+            reason = stale_reason(self.change)
+            if reason is not None and ChangePlan.objects.filter(pk=self.change.pk, apply_run__isnull=True).exists():
+                self.stale_reason = reason
+                out += [Step("not_applied"), Step("close", close_reason="not_planned")]
+            return out
+        out.append(Step("confirmed"))
+        if _reached(update, RunStage.APPLY):
+            out.append(Step("apply"))
+        if update.status in TERMINAL:
+            out.append(Step("result"))
+            if update.status == RunStatus.SUCCEEDED:
+                out.append(Step("code", commit="add"))
+            out.append(Step("close", close_reason="completed" if update.status == RunStatus.SUCCEEDED else "not_planned"))
+        return out
+
     def render(self, step: Step, mirror: GitHubMirror) -> str:
         """The comment for `step`, ending with its marker (redacted like everything posted)."""
         text = getattr(self, f"_{step.key}")(mirror)
@@ -424,7 +591,58 @@ class RequestView:
             text += f"\n\nRendered code: [{mirror.commit_sha[:7]}]({mirror.commit_url}) in {code(self.code_path + '/')}."
         return text
 
+    def _planned(self, mirror: GitHubMirror) -> str:
+        run, plan = self.request, self.change
+        if run.status != RunStatus.SUCCEEDED:
+            when = stamp(run.finished_at) if run.finished_at else "the end"
+            return (
+                f"**Plan {run.get_status_display().lower()}** at {when} (run [#{run.pk}]({self.run_url(run)})):\n\n"
+                f"{fenced(self._explain(run))}\n\nNothing was changed; the change can be planned again."
+            )
+        summary = plan.summary or {}
+        counts = ", ".join(f"{summary.get(k, 0)} to {k}" for k in ("add", "change", "replace", "destroy", "move"))
+        lines = [
+            f"**Planned** at {stamp(plan.planned_at or run.finished_at)} (run [#{run.pk}]({self.run_url(run)})): {counts}.",
+        ]
+        if summary.get("replace"):
+            lines.append("(A replacement counts as one to add and one to destroy.)")
+        rows = list(plan.resource_changes or [])
+        replaced = [c["address"] for c in rows if c.get("action") == "replace"]
+        destroyed = [c["address"] for c in rows if c.get("action") == "delete"]
+        if replaced:
+            lines += ["", f"**Replaced** (destroyed, then created again): {', '.join(code(a) for a in replaced)}"]
+        if destroyed:
+            lines += ["", f"**Destroyed:** {', '.join(code(a) for a in destroyed)}"]
+        if rows:
+            lines += ["", "| Resource | Action | Attributes |", "| --- | --- | --- |"]
+            for change in rows[:MAX_PLAN_ROWS]:
+                lines.append(f"| {cell(code(change.get('address', '')))} | {cell(_action(change))} | "
+                             f"{cell(_attributes(change))} |")
+            if len(rows) > MAX_PLAN_ROWS:
+                lines += ["", f"... and {len(rows) - MAX_PLAN_ROWS} more on the run page."]
+        else:
+            lines += ["", "Terraform plans no resource changes."]
+        lines += ["", "Nothing is applied until the plan is confirmed in the portal."]
+        return "\n".join(lines)
+
+    def _confirmed(self, mirror: GitHubMirror) -> str:
+        plan, update = self.change, self.update
+        who = getattr(plan.confirmed_by, "username", "") or "the portal"
+        when = stamp(plan.confirmed_at) if plan.confirmed_at else stamp(update.queued_at)
+        return (f"**Confirmed** by {code(who)} at {when}: update run [#{update.pk}]({self.run_url(update)}) "
+                "applies exactly this saved plan.")
+
+    def _not_applied(self, mirror: GitHubMirror) -> str:
+        reason = self.stale_reason or "it went stale."
+        return f"**Not applied:** this plan can no longer be confirmed: {reason}\n\nNothing was changed."
+
     def _apply(self, mirror: GitHubMirror) -> str:
+        if self.change is not None:
+            summary = self.change.summary or {}
+            counts = ", ".join(f"{summary.get(k, 0)} to {k}" for k in ("add", "change", "destroy"))
+            started = _stage_time(self.update, RunStage.APPLY)
+            return (f"Apply of the confirmed plan started{' at ' + stamp(started) if started else ''} "
+                    f"(run [#{self.update.pk}]({self.run_url(self.update)})). Plan: {counts}.")
         plan = self.request.plan_summary or {}
         counts = ", ".join(f"{plan.get(k, 0)} to {k}" for k in ("add", "change", "destroy")) if plan else ""
         started = _stage_time(self.request, RunStage.APPLY)
@@ -435,6 +653,8 @@ class RequestView:
         return f"Destroy started{' at ' + stamp(started) if started else ''}."
 
     def _result(self, mirror: GitHubMirror) -> str:
+        if self.change is not None:
+            return self._update_result()
         run = self.request
         when = stamp(run.finished_at) if run.finished_at else "the end"
         if run.kind == RunKind.CREATE:
@@ -459,6 +679,24 @@ class RequestView:
             "The state and the code are kept; the delete can be retried."
         )
 
+    def _update_result(self) -> str:
+        update, plan = self.update, self.change
+        when = stamp(update.finished_at) if update.finished_at else "the end"
+        link = f"run [#{update.pk}]({self.run_url(update)})"
+        if update.status == RunStatus.SUCCEEDED:
+            lines = [f"**Applied** at {when} ({link}): {code(self.name)} runs the change "
+                     f"({code(update.pattern_slug)} {code(plan.pattern_version)})."]
+            endpoints = list(self.environment.endpoints.filter(released_at__isnull=True).order_by("fqdn"))
+            if endpoints:
+                lines += ["", "Endpoints:"]
+                lines += [f"- {code(e.fqdn)}" + (f" {e.url}" if e.url else "") for e in endpoints]
+            return "\n".join(lines)
+        return (
+            f"**Update {update.get_status_display().lower()}** at {when} ({link}):\n\n{fenced(self._explain(update))}\n\n"
+            "Nothing was destroyed for it and the state is kept: what was applied stays, and the environment keeps "
+            "its parameters, version and code. Plan the change again, or retry."
+        )
+
     def _rollback(self, mirror: GitHubMirror) -> str:
         rollback = self.rollback
         link = f"[#{rollback.pk}]({self.run_url(rollback)})"
@@ -479,11 +717,52 @@ def _reached(run: Run, stage: str) -> bool:
     """Whether the run got to `stage` (it is there now, or a stage event says it was)."""
     if run.stage == stage or (stage == RunStage.APPLY and run.stage == RunStage.OUTPUTS):
         return True
-    if run.kind == RunKind.CREATE and stage == RunStage.APPLY and run.status == RunStatus.SUCCEEDED:
+    if run.kind in (RunKind.CREATE, RunKind.UPDATE) and stage == RunStage.APPLY and run.status == RunStatus.SUCCEEDED:
         return True
     if run.kind == RunKind.DESTROY and stage == RunStage.DESTROY and run.status == RunStatus.SUCCEEDED:
         return True
     return run.events.filter(kind=RunEvent.Kind.STAGE, data__stage=stage).exists()
+
+
+def _changed_parameters(before: dict | None, after: dict) -> dict[str, tuple]:
+    """name -> (old, new) for every parameter the change sets, adds or drops; with `before`
+    unknown (None), every new value (old shown as unknown)."""
+    after = after or {}
+    if before is None:
+        return {name: (_UNKNOWN, value) for name, value in after.items()}
+    names = set(before) | set(after)
+    return {
+        name: (before.get(name, _ABSENT), after.get(name, _ABSENT))
+        for name in names
+        if before.get(name, _ABSENT) != after.get(name, _ABSENT)
+    }
+
+
+_ABSENT, _UNKNOWN = object(), object()
+
+
+def _value(value) -> str:
+    if value is _ABSENT:
+        return "(not set)"
+    if value is _UNKNOWN:
+        return "(unknown)"
+    return code(json.dumps(value, sort_keys=True, ensure_ascii=False))
+
+
+def _action(change: dict) -> str:
+    action = change.get("action", "")
+    text = {"replace": "**replace**", "delete": "**destroy**", "create": "create", "update": "update"}.get(action, action)
+    if change.get("moved_from"):
+        text += f" (moved from {code(change['moved_from'])})" if action != "move" else f" from {code(change['moved_from'])}"
+    return text
+
+
+def _attributes(change: dict) -> str:
+    text = ", ".join(code(a) for a in change.get("attributes") or [])
+    forcing = change.get("forces_replacement") or []
+    if forcing:
+        text += ("; " if text else "") + "forces replacement: " + ", ".join(code(a) for a in forcing)
+    return text
 
 
 def _stage_time(run: Run, stage: str):
@@ -510,6 +789,11 @@ def fenced(text: str, language: str = "") -> str:
     return f"{fence}{language}\n{text}\n{fence}"
 
 
+def cell(text: str) -> str:
+    """`text` fit for a table cell: a pipe (even inside a code span) would end the cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _backtick_runs(text: str) -> list[str]:
     runs, current = [], ""
     for char in text:
@@ -530,18 +814,25 @@ def stamp(moment) -> str:
 def catch_up_stale(limit: int = 50) -> list[int]:
     """Re-schedule mirrors that fell behind: a request whose run has finished but whose issue
     is not closed (its messages were lost with a dead worker, or its retries ran out), and a
-    finished request that was never mirrored at all. Called periodically by Celery beat."""
+    finished request that was never mirrored at all. Called periodically by Celery beat.
+
+    A change's plan run finishes long before its issue may close (a person confirms, or the
+    plan goes stale without any transition to say so), so open change issues come last,
+    oldest first: each pass revisits them, closing those that went stale, without crowding
+    out requests that really fell behind."""
     if not is_enabled():
         return []
-    behind = list(
-        GitHubMirror.objects.filter(closed=False, run__status__in=TERMINAL)
-        .values_list("run_id", flat=True)[:limit]
-    )
+    open_finished = GitHubMirror.objects.filter(closed=False, run__status__in=TERMINAL)
+    behind = list(open_finished.exclude(run__kind=RunKind.PLAN).values_list("run_id", flat=True)[:limit])
     never = list(
-        Run.objects.filter(kind__in=[RunKind.CREATE, RunKind.DESTROY], github_mirror__isnull=True)
+        Run.objects.filter(kind__in=list(ISSUE_LABELS), github_mirror__isnull=True)
         .exclude(status__in=UNFINISHED)
         .values_list("pk", flat=True)[: max(0, limit - len(behind))]
     )
-    for run_id in behind + never:
+    changes = list(
+        open_finished.filter(run__kind=RunKind.PLAN).order_by("run_id")
+        .values_list("run_id", flat=True)[: max(0, limit - len(behind) - len(never))]
+    )
+    for run_id in behind + never + changes:
         schedule_mirror(run_id)
-    return behind + never
+    return behind + never + changes
