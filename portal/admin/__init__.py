@@ -9,6 +9,7 @@ from django.contrib import admin
 
 from portal.admin import changes, cmdb, runs, state  # noqa: F401  (register the model admins)
 from portal.admin import access, integrations  # noqa: F401  (API tokens, idempotency, priorities, GitHub)
+from portal.admin import notifications  # noqa: F401  (notification targets, write-only URL; deliveries)
 
 admin.site.site_header = "Sandbox portal administration"
 admin.site.site_title = "Sandbox portal admin"

@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 
 from portal.api import views
 from portal.api.errors import not_found
+from portal.api.notifications import NotificationViewSet
 
 
 class Router(DefaultRouter):
@@ -27,6 +28,7 @@ router.register("changes", views.ChangePlanViewSet, basename="change")
 router.register("drift-checks", views.DriftCheckViewSet, basename="drift-check")
 router.register("endpoints", views.EndpointViewSet, basename="endpoint")
 router.register("tokens", views.TokenViewSet, basename="token")
+router.register("notifications", NotificationViewSet, basename="notification")  # staff only
 
 app_name = "api"
 urlpatterns = [

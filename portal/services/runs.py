@@ -5,7 +5,9 @@ result other than 1 means the race was lost and `TransitionLost` is raised inste
 overwriting someone else's move (Healthchecks `sendalerts`, STYLE rule 4). Environment status
 changes happen in the same transaction as the run transition that causes them. What a
 transition sets off once committed (the account's queue moves on, the GitHub issue follows)
-goes through `portal.services.effects`. A finished run keeps the stage it reached.
+goes through `portal.services.effects`; who is told (ready, failed, rollback failed, change
+planned) is `portal.services.notifications.run_finished`, inside the same transaction, so the
+Notification rows commit with the transition. A finished run keeps the stage it reached.
 
 Must not import views, the API, Celery tasks, the queue or the GitHub mirror (they import this).
 """
@@ -24,6 +26,7 @@ from portal.models import (
     Environment,
     EnvironmentStatus,
     ListenerPriority,
+    NotificationEvent,
     Run,
     RunEvent,
     RunKind,
@@ -33,7 +36,7 @@ from portal.models import (
     StateLockRelease,
 )
 from portal.models.cmdb import ENVIRONMENT_NEEDS_ATTENTION
-from portal.services import effects
+from portal.services import effects, notifications
 from portal.services.errors import TransitionLost
 from portal.services.events import append_events, system_event
 from provisioning.pipeline import change_summary
@@ -276,6 +279,7 @@ def succeed_create(run: Run, worker: str, *, outputs: dict, endpoints: list[dict
         _set_environment(run.environment_id, EnvironmentStatus.READY, "", outputs=outputs)
         _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
         effects.queue_moved(run.account_id)
+        notifications.run_finished(run, NotificationEvent.READY)
 
 
 def _note_late_cancel(run_id: int, seen_by_the_worker: bool, explanation: str, addition: str) -> None:
@@ -368,6 +372,7 @@ def fail_run(
                     EnvironmentStatus.FAILED,
                     f"Create {status} before apply; nothing was created. {stored} {explanation}",
                 )
+            notifications.run_finished(run, NotificationEvent.FAILED)
         elif run.kind == RunKind.PLAN:
             # A plan changes nothing: the environment is what it was before.
             _set_environment(
@@ -389,6 +394,7 @@ def fail_run(
                 EnvironmentStatus.ROLLBACK_FAILED,
                 f"Rollback {status}: the state is kept. {unknown}{stored} {explanation}",
             )
+            notifications.run_finished(run, NotificationEvent.ROLLBACK_FAILED)
         else:
             _set_environment(
                 run.environment_id,
@@ -427,6 +433,7 @@ def succeed_destroy(run: Run, worker: str, *, late_cancel: bool = False) -> None
                 EnvironmentStatus.FAILED,
                 "Apply failed and everything it created was destroyed (rolled back); the stored state is empty.",
             )
+            notifications.run_finished(run, NotificationEvent.FAILED)
         else:
             _set_environment(
                 run.environment_id, EnvironmentStatus.DELETED, "Destroyed; the stored state is empty.", deleted_at=timezone.now()
@@ -447,6 +454,7 @@ def succeed_plan(run: Run, worker: str, *, plan_file: bytes, state_serial: int |
         _set_environment(run.environment_id, run.environment_status_before or EnvironmentStatus.READY, "")
         _release_state_lock(run, reason=f"run #{run.pk} succeeded; Terraform could not release its lock itself")
         effects.queue_moved(run.account_id)
+        notifications.run_finished(run, NotificationEvent.UPDATE_PLANNED)
 
 
 def succeed_update(run: Run, worker: str, *, outputs: dict, endpoints: list[dict], late_cancel: bool = False) -> None:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portal.web import views
+from portal.web import notifications, views
 
 urlpatterns = [
     path("", views.environment_list, name="home"),
@@ -22,4 +22,6 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
     path("tokens/", views.token_list, name="token-list"),
     path("tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
+    path("notifications/", notifications.notification_list, name="notification-list"),
+    path("notifications/<int:pk>/delete/", notifications.notification_target_delete, name="notification-target-delete"),
 ]
