@@ -155,6 +155,7 @@ class SandboxAccountAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "department", "kind", "is_active"]}),
         ("AWS", {"fields": ["account_id", "region", "role_arn", "external_id", "dns_zone", "endpoint_url"]}),
         ("Runs", {"fields": ["max_concurrent_runs", "created_at"]}),
+        ("Drift", {"fields": ["drift_check_hours"]}),
     ]
 
     def get_queryset(self, request):
@@ -264,13 +265,27 @@ class CidrAllocationInline(ReadOnlyInlineMixin, admin.TabularInline):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "department", "live_environments"]
+    """Products, with their environments' lifetimes (`services.expiry`; `Product.clean`
+    keeps the default within the maximum) and drift schedule."""
+
+    list_display = [
+        "name", "slug", "department", "default_lifetime_hours", "max_lifetime_hours", "drift_check_hours",
+        "live_environments",
+    ]
     list_filter = ["department"]
     search_fields = ["name", "slug", "description", "department__name"]
     list_select_related = ["department"]
     ordering = ["name"]
     autocomplete_fields = ["department"]
     prepopulated_fields = {"slug": ["name"]}
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "department", "description"]}),
+        ("Lifetime of its environments", {
+            "fields": ["default_lifetime_hours", "max_lifetime_hours"],
+            "description": "Empty default: new environments never expire. Empty maximum: owners may extend without limit.",
+        }),
+        ("Drift", {"fields": ["drift_check_hours"]}),
+    ]
 
     def get_queryset(self, request):
         return (
@@ -343,6 +358,7 @@ class EnvironmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         (None, {"fields": ["name", "product", "account", "status", "status_reason", "requested_by"]}),
         ("Pattern", {"fields": ["pattern", "parameters_display", "code_files"]}),
         ("Result", {"fields": ["cidr", "outputs_display", "state"]}),
+        ("Expiry", {"fields": ["expires_at", "kept", "expired_at", "expiry_blocked", "expiry_warnings_sent"]}),
         ("Dates", {"fields": ["created_at", "updated_at", "deleted_at"]}),
     ]
     readonly_fields = flatten_fieldsets(fieldsets)

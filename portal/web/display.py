@@ -446,3 +446,76 @@ def fleet_rows(rows: list[dict], list_url: str) -> list[dict]:
             "list_url": f"{list_url}?{urlencode({'pattern': row['pattern']})}" if row["environments"] else "",
         })
     return shown
+
+
+# --- expiry -----------------------------------------------------------------------------------------
+
+
+def remaining(seconds: float) -> str:
+    """A time still to go, coarsely: "3 days", "5 hours", "40 min" (minutes rounded up, so
+    what is left is never shown as "0 min")."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("day", 86400), ("hour", 3600)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{max(1, math.ceil(seconds / 60))} min"
+
+
+def countdown(seconds: float) -> str:
+    """The expiry card's countdown: "2d 03h 04m 05s", "04m 05s"; "expired" at zero. The
+    page's script (detail.html) writes the same format every second."""
+    seconds = int(seconds)
+    if seconds <= 0:
+        return "expired"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h {minutes:02d}m {secs:02d}s"
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes:02d}m {secs:02d}s"
+
+
+def expiry(environment, now=None) -> dict:
+    """When an environment expires, as the list's "Expires" cell and the expiry card show it:
+    `state` (expired, kept, never, expiring), `text` ("in 3 days", "in 40 min", "expired",
+    "kept", "never"), `tone`, `expires_at` and `seconds_left` (None without an expiry). A
+    destroy queued by expiry (`expired_at`) or a time already past is "expired" (expiry
+    destroys it at its next pass, or `expiry_blocked` says why it could not)."""
+    now = now or timezone.now()
+    expires_at = environment.expires_at
+    left = (expires_at - now).total_seconds() if expires_at is not None else None
+    if environment.expired_at is not None:
+        state, text, tone_ = "expired", "expired", "muted"
+    elif environment.kept:
+        state, text, tone_ = "kept", "kept", "ok"
+    elif expires_at is None:
+        state, text, tone_ = "never", "never", "muted"
+    elif left <= 0:
+        state, text, tone_ = "expired", "expired", "bad"
+    else:
+        state, text = "expiring", f"in {remaining(left)}"
+        tone_ = "bad" if left < 3600 else "warn" if left < 86400 else "ok"
+    return {"state": state, "text": text, "tone": tone_, "expires_at": expires_at,
+            "seconds_left": None if left is None else max(0, int(left))}
+
+
+def expiry_card(environment, *, latest_allowed, now=None) -> dict:
+    """What the environment page's expiry card shows; `latest_allowed` is the furthest
+    expiry the product allows (`services.expiry.latest_allowed`, None: no limit). The view
+    adds what the user may do."""
+    shown = expiry(environment, now)
+    left = shown["seconds_left"]
+    return {
+        **shown,
+        "countdown": countdown(left) if left is not None else "",
+        # The script only ticks towards an expiry that is still to come.
+        "ticking": shown["state"] == "expiring",
+        "latest_allowed": latest_allowed,
+        "max_lifetime_hours": environment.product.max_lifetime_hours,
+        "kept": environment.kept,
+        "blocked": environment.expiry_blocked,
+        "expired_at": environment.expired_at,
+    }

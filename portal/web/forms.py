@@ -11,10 +11,12 @@ the same things with the same words.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from django import forms
 from django.urls import reverse
+from django.utils import timezone
 
 from portal.models import Department, Product, SandboxAccount
 from portal.services.errors import ServiceError
@@ -341,3 +343,32 @@ class DeleteConfirmForm(forms.Form):
                 f"That is not the name of this environment: type {self.environment.name} exactly to delete it."
             )
         return typed
+
+
+# --- expiry -------------------------------------------------------------------------------------
+
+# The extend buttons of the expiry card: hours later (from now, or from the current expiry).
+EXTEND_CHOICES = [(24, "+1 day"), (72, "+3 days"), (168, "+7 days")]
+
+
+class UtcDateTimeField(forms.DateTimeField):
+    """A `datetime-local` value read as UTC (the card shows every time in UTC), whatever the
+    portal's TIME_ZONE."""
+
+    def to_python(self, value):
+        with timezone.override(dt.timezone.utc):
+            return super().to_python(value)
+
+
+class ExpiryExtendForm(forms.Form):
+    """An extension: `hours` (one of the card's buttons) or `until` (a time). Whether it is
+    allowed (the product's maximum, one of the two, in the future) is `expiry.extend`'s."""
+
+    hours = forms.TypedChoiceField(choices=EXTEND_CHOICES, coerce=int, required=False, empty_value=None,
+                                   label="Extend by")
+    until = UtcDateTimeField(
+        required=False,
+        label="Expire at (UTC)",
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )

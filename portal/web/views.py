@@ -26,6 +26,7 @@ from portal.services import catalog as catalog_service
 from portal.services import changes as change_service
 from portal.services import drift as drift_service
 from portal.services import environments as environment_service
+from portal.services import expiry as expiry_service
 from portal.services import preflight as preflight_service
 from portal.services import tokens as token_service
 from portal.services.catalog import get_catalog, get_pattern
@@ -37,6 +38,7 @@ from portal.web.forms import (
     ChangeRequestForm,
     DeleteConfirmForm,
     EnvironmentRequestForm,
+    ExpiryExtendForm,
     ParameterForm,
     TokenCreateForm,
     apply_change_error,
@@ -59,13 +61,24 @@ def _refuse(exc: NotAllowed):
 @login_required
 @require_GET
 def environment_list(request):
-    """Every environment (all users see all), filtered with the API's FilterSet, paginated."""
+    """Every environment (all users see all), filtered with the API's FilterSet, paginated;
+    `?sort=expires` orders by expiry (the filter and the pager keep it)."""
     filterset = EnvironmentListFilterSet(request.GET or None, queryset=selectors.environments_for_list(), request=request)
     page = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    environments = list(page.object_list)
+    now = timezone.now()
+    for environment in environments:
+        environment.expiry = display.expiry(environment, now)
     return render(
         request,
         "portal/environments/list.html",
-        {"filterset": filterset, "page": page, "environments": page.object_list, "nav": "environments"},
+        {
+            "filterset": filterset,
+            "page": page,
+            "environments": environments,
+            "sorted_by_expiry": request.GET.get("sort") == "expires",
+            "nav": "environments",
+        },
     )
 
 
@@ -256,7 +269,7 @@ def _environment(pk) -> Environment:
         raise Http404("No such environment.") from None
 
 
-def _environment_page(request, environment, *, delete_form=None, status=200):
+def _environment_page(request, environment, *, delete_form=None, extend_form=None, status=200):
     runs = selectors.environment_runs(environment)
     pattern = get_catalog().get(environment.pattern_slug)
     context = {
@@ -276,6 +289,7 @@ def _environment_page(request, environment, *, delete_form=None, status=200):
         ),
         "delete_form": delete_form or DeleteConfirmForm(environment=environment),
         **_drift_context(environment),
+        **_expiry_context(request, environment, extend_form),
         "nav": "environments",
     }
     # An update that failed is retried by planning it again, from what that change asked for.
@@ -326,6 +340,72 @@ def _queue_run(request, environment, service, success: str):
         return _environment_page(request, environment, status=409)
     messages.success(request, success.format(env=environment, run=run.pk))
     return redirect("run-detail", pk=run.pk)
+
+
+# --- expiry: extend, keep ------------------------------------------------------------------------
+
+
+def _expiry_context(request, environment, extend_form=None) -> dict:
+    """What the expiry card shows and offers. Extending is offered (to those who may change
+    the environment, the same rule as Change) while it has an expiry and is not gone; keeping
+    only to staff (`expiry.set_kept`)."""
+    can_manage = can_manage_product(request.user, environment.product)
+    alive = environment.status not in expiry_service.GONE
+    return {
+        "expiry": display.expiry_card(environment, latest_allowed=expiry_service.latest_allowed(environment)),
+        "expiry_extendable": can_manage and alive and environment.expires_at is not None and not environment.kept,
+        "expiry_keepable": request.user.is_staff and alive,
+        "extend_form": extend_form or ExpiryExtendForm(),
+    }
+
+
+@login_required
+@require_POST
+def environment_extend(request, pk):
+    """Move the expiry later (`expiry.extend`): by the hours of the button pressed, or to the
+    time typed. A refusal re-renders the page with the service's words (400 beyond the
+    product's maximum or in the past, 409 when the environment is gone, 403 without rights)."""
+    environment = _environment(pk)
+    form = ExpiryExtendForm(request.POST)
+    if not form.is_valid():
+        return _environment_page(request, environment, extend_form=form, status=400)
+    try:
+        extended = expiry_service.extend(
+            user=request.user, environment=environment,
+            hours=form.cleaned_data["hours"], until=form.cleaned_data["until"],
+        )
+    except NotAllowed as exc:
+        _refuse(exc)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return _environment_page(request, environment, extend_form=form, status=409 if isinstance(exc, Conflict) else 400)
+    messages.success(request, f"{extended} now expires at {extended.expires_at:%Y-%m-%d %H:%M} UTC.")
+    return redirect("environment-detail", pk=environment.pk)
+
+
+@login_required
+@require_POST
+def environment_keep(request, pk):
+    """Staff: keep the environment from expiring (`kept=1`), or stop keeping it (`kept=0`)."""
+    environment = _environment(pk)
+    kept = request.POST.get("kept") == "1"
+    try:
+        environment = expiry_service.set_kept(user=request.user, environment=environment, kept=kept)
+    except NotAllowed as exc:
+        _refuse(exc)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return _environment_page(request, environment, status=409 if isinstance(exc, Conflict) else 400)
+    if kept:
+        messages.success(request, f"{environment} is kept: it does not expire until staff stop keeping it.")
+    elif environment.expires_at is None:
+        messages.success(request, f"{environment} is no longer kept; it has no expiry.")
+    elif environment.expires_at <= timezone.now():
+        messages.warning(request, f"{environment} is no longer kept; it expired at {environment.expires_at:%Y-%m-%d %H:%M} UTC "
+                                  "and is destroyed at expiry's next pass unless it is extended.")
+    else:
+        messages.success(request, f"{environment} is no longer kept; it expires at {environment.expires_at:%Y-%m-%d %H:%M} UTC.")
+    return redirect("environment-detail", pk=environment.pk)
 
 
 # --- drift: check now, plan the fix -----------------------------------------------------------
