@@ -93,7 +93,7 @@ test: install-test ## run all tests: the regular suite, then the fault-injection
 test-regular: install-test ## the regular suite alone (everything but tests/faults, which it shows as skipped)
 	@echo "pytest: DATABASE_URL=$${DATABASE_URL:-<SQLite under var/test>} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-<filesystem under var/test>}"
 	@rc=0; \
-	PORTAL_VAR_DIR="$(TEST_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" PORTAL_TEST_FAST_HASHER=1 RUN_LEASE_SECONDS=$${RUN_LEASE_SECONDS:-15} \
+	PORTAL_VAR_DIR="$(TEST_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" PORTAL_TEST_FAST_HASHER=1 RUN_LEASE_SECONDS=$${RUN_LEASE_SECONDS:-15} ENVIRONMENT_CREATE_RATE=$${ENVIRONMENT_CREATE_RATE:-100000/hour} \
 	  $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - that is a failure" >&2; fi; \
 	exit $$rc
@@ -101,7 +101,7 @@ test-regular: install-test ## the regular suite alone (everything but tests/faul
 test-faults: install-test ## the fault-injection suite: a private PostgreSQL cluster (initdb), real worker, gunicorn, Terraform; report in var/test-faults/faults-report.json
 	@echo "fault suite: a private PostgreSQL cluster under var/faults/; CELERY_BROKER_URL=$${CELERY_BROKER_URL:-<filesystem under var/test-faults>}"
 	@rc=0; \
-	PORTAL_VAR_DIR="$(FAULTS_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" PORTAL_TEST_FAST_HASHER=1 RUN_LEASE_SECONDS=$${RUN_LEASE_SECONDS:-15} \
+	PORTAL_VAR_DIR="$(FAULTS_VAR_DIR)" SECRET_KEY="test-only-insecure-secret-key-for-pytest" PORTAL_TEST_FAST_HASHER=1 RUN_LEASE_SECONDS=$${RUN_LEASE_SECONDS:-15} ENVIRONMENT_CREATE_RATE=$${ENVIRONMENT_CREATE_RATE:-100000/hour} \
 	  $(BIN)/python -m tests.faults.cluster -- $(BIN)/pytest tests/faults $(FAULTS_PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test-faults: pytest collected no tests - that is a failure" >&2; fi; \
 	exit $$rc

@@ -24,3 +24,15 @@ def check_pattern_repository(app_configs=None, **kwargs):
     from portal.services.catalog import check_catalog
 
     return [checks.Warning(str(error), id="portal.W010") for error in check_catalog()]
+
+
+@checks.register(checks.Tags.compatibility, deploy=False)
+def check_expiry_warnings(app_configs=None, **kwargs):
+    """EXPIRY_WARNINGS must parse (2d,2h,30m), or no warning would ever be sent."""
+    from portal.services.expiry import parse_offsets
+
+    try:
+        parse_offsets(settings.EXPIRY_WARNINGS)
+    except ValueError as exc:
+        return [checks.Error(f"EXPIRY_WARNINGS: {exc}", id="portal.E011")]
+    return []

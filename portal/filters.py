@@ -5,7 +5,10 @@ from django import forms
 from drf_spectacular.utils import extend_schema_field
 from django.db.models import Q
 
-from portal.models import ChangePlan, DriftCheck, DriftStatus, Endpoint, Environment, EnvironmentStatus, Run, RunKind, RunStatus
+from portal.models import (
+    ChangePlan, DriftCheck, DriftStatus, Endpoint, Environment, EnvironmentStatus, Notification, NotificationEvent, Run,
+    RunKind, RunStatus,
+)
 
 
 # The largest id a BigAutoField holds; a bigger number is a 400, not an overflow in the driver.
@@ -71,6 +74,20 @@ class PresentChoiceField(forms.ChoiceField):
         return super().clean(value)
 
 
+class PresentIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 time that, when the parameter is given, is there (`?expires_before=` is
+    refused, not read as "no filter": the schema says date-time)."""
+
+    def clean(self, value):
+        if value == "":
+            raise forms.ValidationError("give an ISO 8601 date-time, e.g. 2026-12-24T18:00:00Z", code="invalid")
+        return super().clean(value)
+
+
+class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = PresentIsoDateTimeField
+
+
 class ChoiceFilter(django_filters.ChoiceFilter):
     field_class = PresentChoiceField
 
@@ -101,10 +118,13 @@ class EnvironmentFilterSet(django_filters.FilterSet):
     include_deleted = BooleanFilter(method="with_deleted", label="Include deleted")
     drift = django_filters.MultipleChoiceFilter(field_name="drift_status", choices=DriftStatus.choices,
                                                 label="What the latest drift check found")
+    version = TextFilter(field_name="pattern_version", label="Pattern version")
+    expires_before = IsoDateTimeFilter(field_name="expires_at", lookup_expr="lte",
+                                                      label="Expires at or before (ISO 8601)")
 
     class Meta:
         model = Environment
-        fields = ["q", "department", "product", "pattern", "account", "status", "fqdn", "drift"]
+        fields = ["q", "department", "product", "pattern", "account", "status", "fqdn", "drift", "version", "expires_before"]
 
     def search(self, queryset, name, value):
         value = value.strip()
@@ -159,6 +179,16 @@ class DriftCheckFilterSet(django_filters.FilterSet):
     class Meta:
         model = DriftCheck
         fields = ["environment", "status"]
+
+
+class NotificationFilterSet(django_filters.FilterSet):
+    status = ChoiceFilter(choices=Notification.Status.choices)
+    event = ChoiceFilter(choices=NotificationEvent.choices)
+    environment = IdFilter(field_name="environment_id")
+
+    class Meta:
+        model = Notification
+        fields = ["status", "event", "environment"]
 
 
 class EndpointFilterSet(django_filters.FilterSet):

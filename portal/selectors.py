@@ -62,6 +62,7 @@ ENVIRONMENT_LIST_COLUMNS = (
     "product__department__id", "product__department__slug", "product__department__name",
     "account__id", "account__name", "account__account_id", "account__kind", "account__region", "account__endpoint_url",
     "requested_by__id", "requested_by__username", "drift_status", "drift_checked_at",
+    "expires_at", "kept", "expired_at", "expiry_blocked",
 )  # fmt: skip
 # The run summary of a list row (`latest_runs`) plus what queue_position needs.
 LATEST_RUN_COLUMNS = (

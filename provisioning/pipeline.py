@@ -432,13 +432,14 @@ class Pipeline:
 
     def check_drift(self, state: bytes) -> Outcome:
         """render (without the portal's backend) -> a private copy of the stored state ->
-        init -> plan -refresh-only -> show: what changed outside Terraform. Nothing is locked
-        and nothing is written back; the copy is thrown away with the workdir."""
+        init -> plan (refreshing) -> show: what changed outside Terraform that Terraform would
+        put back (`drift_findings`). Nothing is locked and nothing is written back; the copy is
+        thrown away with the workdir."""
         self._write_workspace()
         (self.workdir / "terraform.tfstate").write_bytes(state)
         if stopped := self._init():
             return stopped
-        plan = self._step("plan", lambda: self.runner.plan(self.step_timeout, refresh_only=True))
+        plan = self._step("plan", lambda: self.runner.plan(self.step_timeout))
         if plan.cancelled:
             return Outcome("cancelled", "plan", "Cancelled during the drift check.")
         if stopped := self._stopped(plan, "plan"):
@@ -446,8 +447,8 @@ class Pipeline:
         try:
             shown = self.runner.show_plan("tfplan", self.step_timeout)
         except TerraformError as exc:
-            return Outcome("failed", "plan", f"Reading the refresh-only plan failed: {exc}")
-        return Outcome("succeeded", "plan", "Checked.", resource_changes=drifted_resources(shown))
+            return Outcome("failed", "plan", f"Reading the drift check's plan failed: {exc}")
+        return Outcome("succeeded", "plan", "Checked.", resource_changes=drift_findings(shown))
 
     def destroy(self) -> Outcome:
         """render -> (state backend reachable?) -> init -> apply -destroy, from the stored
@@ -603,29 +604,44 @@ def resource_changes(shown_plan: dict) -> list[dict]:
     return rows
 
 
-def drifted_resources(shown_plan: dict) -> list[dict]:
-    """What changed outside Terraform, from a refresh-only plan's `resource_drift`: per
-    resource its `address`, `action` (update = changed, delete = gone) and, for a change, each
-    top-level attribute that differs with its `before` (the state) and `after` (reality)."""
-    rows = []
-    for drift in shown_plan.get("resource_drift") or []:
-        if drift.get("mode") == "data":
-            continue
-        body = drift.get("change") or {}
-        actions = body.get("actions") or []
-        if actions == ["delete"]:
-            action = "delete"
-        elif "update" in actions or set(actions) == {"create", "delete"}:
-            action = "update"
-        else:
-            continue
+def drift_findings(shown_plan: dict) -> list[dict]:
+    """The drift worth reporting, from a refreshing plan of the environment's own code
+    (`terraform show -json`): each resource that Terraform would change to match its code again
+    - changed or deleted outside Terraform. Per resource its `address`, `type`, `action` (update
+    = changed, delete = gone) and each top-level attribute that differs, `before` as the state
+    has it and `after` as the resource is now (from `resource_drift`; for a change Terraform
+    plans without having seen drift, the planned change's own before -> after).
+
+    Why not `plan -refresh-only` alone: it also lists computed attributes that nobody set and
+    that no apply would touch (an IAM role's `managed_policy_arns` after a policy attachment,
+    a value the API normalised), so a freshly built environment would read as drifted. Those
+    are refreshed into the report only where Terraform would act on the resource."""
+    def attributes(body: dict) -> list[dict]:
         before, after = body.get("before") or {}, body.get("after") or {}
-        attributes = [
-            {"attribute": key, "before": before.get(key), "after": after.get(key)}
-            for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)
-        ] if action == "update" else []
-        rows.append({"address": drift.get("address", ""), "type": drift.get("type", ""), "action": action,
-                     "attributes": attributes})
+        return [{"attribute": key, "before": before.get(key), "after": after.get(key)}
+                for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+
+    drift = {d.get("address"): d for d in shown_plan.get("resource_drift") or [] if d.get("mode") != "data"}
+    rows = []
+    for change in shown_plan.get("resource_changes") or []:
+        actions = (change.get("change") or {}).get("actions") or []
+        if change.get("mode") == "data" or actions in (["no-op"], ["read"], []):
+            continue
+        address = change.get("address", "")
+        seen = drift.get(address)
+        if seen is not None:
+            gone = (seen.get("change") or {}).get("actions") == ["delete"]
+            rows.append({"address": address, "type": change.get("type", ""), "action": "delete" if gone else "update",
+                         "attributes": [] if gone else attributes(seen.get("change") or {})})
+        else:
+            # Terraform wants to change it without having seen it change: the real resource
+            # differs from the code (created, if it was gone before the state knew).
+            gone = actions == ["create"]
+            planned = change.get("change") or {}
+            rows.append({"address": address, "type": change.get("type", ""), "action": "delete" if gone else "update",
+                         "attributes": [] if gone else [
+                             {"attribute": a["attribute"], "before": a["after"], "after": a["before"]}
+                             for a in attributes(planned)]})
     return rows
 
 

@@ -288,14 +288,11 @@ class TerraformRunner:
             remaining = timeout - (time.monotonic() - started)
             return self.run("init", args, max(remaining, 0.0))
 
-    def plan(self, timeout: float, *, destroy: bool = False, refresh_only: bool = False, out: str = "tfplan") -> StepResult:
-        """`terraform plan -json -out=<out>` (`-destroy` to plan a teardown, `-refresh-only`
-        to see what changed outside Terraform: drift)."""
+    def plan(self, timeout: float, *, destroy: bool = False, out: str = "tfplan") -> StepResult:
+        """`terraform plan -json -out=<out>` (`-destroy` to plan a teardown)."""
         extra = [f"-out={out}"]
         if destroy:
             extra.append("-destroy")
-        if refresh_only:
-            extra.append("-refresh-only")
         return self.run("plan", self.terraform_args("plan", *extra), timeout)
 
     def apply(self, timeout: float, plan_file: str = "tfplan") -> StepResult:

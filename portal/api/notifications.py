@@ -2,13 +2,13 @@
 attempts, the last error (redacted) - and the target it went to, by name and scheme://host;
 never the target's URL. Filters: `?status=`, `?event=`, `?environment=`."""
 
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
 from rest_framework.permissions import IsAdminUser
 
 from portal.api.views import ApiViewMixin, ListFiltersOnlyMixin
-from portal.models import Notification, NotificationEvent
+from portal.filters import NotificationFilterSet
+from portal.models import Notification
 
 
 class NotificationSerializer(serializers.ModelSerializer):
@@ -21,16 +21,6 @@ class NotificationSerializer(serializers.ModelSerializer):
         fields = ["id", "event", "environment", "target", "target_name", "target_hint", "dedupe_key", "title", "body",
                   "status", "attempts", "last_error", "created_at", "sent_at"]
         read_only_fields = fields
-
-
-class NotificationFilterSet(filters.FilterSet):
-    status = filters.ChoiceFilter(choices=Notification.Status.choices)
-    event = filters.ChoiceFilter(choices=NotificationEvent.choices)
-    environment = filters.NumberFilter(field_name="environment_id")
-
-    class Meta:
-        model = Notification
-        fields = ["status", "event", "environment"]
 
 
 @extend_schema_view(

@@ -26,10 +26,11 @@ from portal.api.schema import PortalAutoSchema
 from portal.filters import ChangePlanFilterSet, DriftCheckFilterSet, EndpointFilterSet, EnvironmentFilterSet, RunFilterSet
 from portal.models import Department, Product, Run, SandboxAccount
 from portal import selectors
-from portal.services import catalog, changes, drift, environments, tokens
+from portal.services import catalog, changes, drift, environments, expiry, tokens
 from portal.services.catalog import get_catalog
 from portal.services.permissions import require_product
 from portal.services.preflight import check_request
+from portal.throttles import EnvironmentCreateThrottle
 
 User = get_user_model()
 
@@ -168,6 +169,10 @@ class EnvironmentViewSet(ApiViewMixin, ListFiltersOnlyMixin, mixins.ListModelMix
         """A list page as plain rows (see IdsFirstPagination), rendered by EnvironmentSerializer."""
         return selectors.environment_list_rows(ids)
 
+    def get_throttles(self):
+        """Requests for environments are limited per user (portal/throttles.py); reads are not."""
+        return [EnvironmentCreateThrottle()] if self.action == "create" else super().get_throttles()
+
     def accepted(self, run: Run) -> Response:
         """202 with the environment and the queued run, read back through the API querysets."""
         result = {
@@ -182,7 +187,9 @@ class EnvironmentViewSet(ApiViewMixin, ListFiltersOnlyMixin, mixins.ListModelMix
         "committed). Answers 202 with the environment (`provisioning`) and its run; follow the run "
         "at /api/v1/runs/{id}/ and its events. Members of the product's department and staff may.",
         request=s.EnvironmentCreateSerializer,
-        responses={202: s.EnvironmentRequestResultSerializer},
+        responses={202: s.EnvironmentRequestResultSerializer,
+                   429: OpenApiResponse(description="Too many environment requests by this user (ENVIRONMENT_CREATE_RATE); "
+                                                    "try again after `Retry-After` seconds.")},
     )
     @idempotent
     def create(self, request):
@@ -269,8 +276,38 @@ class EnvironmentViewSet(ApiViewMixin, ListFiltersOnlyMixin, mixins.ListModelMix
         return change_accepted(plan.plan_run_id, plan.pk)
 
     @extend_schema(
+        summary="Extend an environment's expiry",
+        description="Moves the expiry `hours` later (than now or than the current expiry, whichever is "
+        "later) or to `until`. 400 beyond the product's maximum lifetime (counted from creation) or in "
+        "the past; 409 when the environment is deleted or being deleted.",
+        request=s.ExtendSerializer,
+        responses={200: s.EnvironmentDetailSerializer},
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    @idempotent
+    def extend(self, request, pk=None):
+        body = s.ExtendSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        environment = expiry.extend(user=request.user, environment=self.get_object(), **body.validated_data)
+        return Response(s.EnvironmentDetailSerializer(selectors.environments().get(pk=environment.pk)).data)
+
+    @extend_schema(
+        summary="Keep an environment from expiring (staff)",
+        description="`kept: true` - it never expires; `false` - it expires at `expires_at` again. Staff only (403).",
+        request=s.KeepSerializer,
+        responses={200: s.EnvironmentDetailSerializer},
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    @idempotent
+    def keep(self, request, pk=None):
+        body = s.KeepSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        environment = expiry.set_kept(user=request.user, environment=self.get_object(), kept=body.validated_data["kept"])
+        return Response(s.EnvironmentDetailSerializer(selectors.environments().get(pk=environment.pk)).data)
+
+    @extend_schema(
         summary="Check an environment for drift now",
-        description="Queues a drift check (202): `terraform plan -refresh-only` on a copy of the stored "
+        description="Queues a drift check (202): a refreshing `terraform plan` on a copy of the stored "
         "state, which locks and changes nothing. 409 while one is queued or running, or when the "
         "environment is not ready. Read the result at /api/v1/drift-checks/{id}/.",
         request=None,

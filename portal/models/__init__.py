@@ -15,6 +15,7 @@ from portal.models.cmdb import (
     SandboxAccount,
 )
 from portal.models.mirror import GitHubMirror
+from portal.models.notifications import Notification, NotificationEvent, NotificationTarget
 from portal.models.runs import ReaperPass, Run, RunEvent, RunKind, RunStage, RunStatus
 from portal.models.state import StateLock, StateLockRelease, StateVersion
 
@@ -26,6 +27,9 @@ __all__ = [
     "PatternVersion",
     "GitHubMirror",
     "IdempotencyRecord",
+    "Notification",
+    "NotificationEvent",
+    "NotificationTarget",
     "ListenerPriority",
     "ReaperPass",
     "CidrAllocation",

@@ -61,7 +61,7 @@ class ChangePlan(models.Model):
 
 class DriftCheck(models.Model):
     """One look at whether an environment's real resources still match its Terraform state:
-    `terraform plan -refresh-only` on a private copy of the stored state (nothing is locked or
+    a refreshing `terraform plan` on a private copy of the stored state (nothing is locked or
     written), run by the drift worker outside the accounts' run slots."""
 
     class Status(models.TextChoices):

@@ -210,11 +210,29 @@ class Product(models.Model):
         ),
     )
 
+    default_lifetime_hours = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="New environments expire this many hours after they are requested (empty = never).",
+    )
+    max_lifetime_hours = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Nobody may extend an environment beyond this many hours after its creation (empty = no limit).",
+    )
+
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        """The default lifetime fits in the maximum: otherwise every new environment would
+        start beyond what `expiry.extend` allows, and could never be extended."""
+        default, maximum = self.default_lifetime_hours, self.max_lifetime_hours
+        if default is not None and maximum is not None and default > maximum:
+            raise ValidationError({
+                "default_lifetime_hours": f"The default lifetime ({default} hours) is longer than the maximum ({maximum} hours).",
+            })
 
 
 class DriftStatus(models.TextChoices):
@@ -291,6 +309,14 @@ class Environment(models.Model):
     # The latest finished drift check (portal.services.drift), for the badge and the filter.
     drift_status = models.CharField(max_length=12, choices=DriftStatus.choices, default=DriftStatus.UNKNOWN)
     drift_checked_at = models.DateTimeField(null=True, blank=True)
+    # Expiry (portal.services.expiry): destroyed through the delete path at `expires_at`,
+    # unless kept by staff; `expiry_warnings_sent` holds the warning offsets (seconds before
+    # expiry) already sent, so each warning goes out exactly once.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    kept = models.BooleanField(default=False, help_text="Staff: never expires.")
+    expiry_warnings_sent = models.JSONField(default=list, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True, help_text="When expiry queued its destroy.")
+    expiry_blocked = models.TextField(blank=True, help_text="Why expiry could not destroy it (reported, retried).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -315,6 +341,8 @@ class Environment(models.Model):
             models.Index(fields=["drift_status"]),
             # The drift scheduler: ready environments, least recently checked first.
             models.Index(fields=["status", "drift_checked_at"], name="environment_drift_due"),
+            # The expiry pass and the list's sort and filter.
+            models.Index(fields=["expires_at"], name="environment_expires_at"),
         ]
 
     def __str__(self):

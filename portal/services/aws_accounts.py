@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils import timezone
 
-from portal.models import Environment, Run, SandboxAccount
+from portal.models import Environment, Run, RunKind, SandboxAccount
 from provisioning import aws
 
 PROVIDER_FILE = aws.PROVIDER_FILE
@@ -52,25 +52,26 @@ def endpoint_url(account: SandboxAccount) -> str | None:
     return account.endpoint_url or settings.PORTAL_AWS_ENDPOINT_URL
 
 
-def default_tags(run: Run) -> dict[str, str]:
-    environment = run.environment
+def default_tags(environment: Environment) -> dict[str, str]:
+    """The environment's default tags: the same for every run of its life - the run that built
+    it (`portal:run`) and who asked for it - so a change or a drift check never re-tags every
+    resource (a plan would list them all as changed). Each run's own identity is its
+    AssumeRole session name (`portal-run-<id>`, in CloudTrail)."""
+    built_by = Run.objects.filter(environment=environment, kind=RunKind.CREATE).order_by("pk").values_list("pk", flat=True).first()
     return aws.portal_default_tags(
         portal=settings.PORTAL_NAME,
         environment=environment_tag(environment),
-        run=f"portal-run-{run.pk}",
+        run=f"portal-run-{built_by}" if built_by else "-",
         product=environment.product.slug,
-        requester=getattr(run.requested_by, "username", "") or "portal",
+        requester=getattr(environment.requested_by, "username", "") or "portal",
     )
 
 
 def drift_provider_file(environment: Environment, session_name: str) -> dict[str, str]:
-    """`portal_provider.tf` for a drift check: the same account guard, its own session name."""
+    """`portal_provider.tf` for a drift check: the same account guard and default tags as the
+    environment's runs (the provider computes `tags_all` from them), its own session name."""
     target = target_of(environment.account, session_name=session_name, requester="portal")
-    tags = aws.portal_default_tags(
-        portal=settings.PORTAL_NAME, environment=environment_tag(environment), run=session_name,
-        product=environment.product.slug, requester="portal",
-    )
-    return {aws.PROVIDER_FILE: aws.provider_config(target, default_tags=tags)}
+    return {aws.PROVIDER_FILE: aws.provider_config(target, default_tags=default_tags(environment))}
 
 
 def drift_preflight(environment: Environment, session_name: str) -> aws.CheckResult:
@@ -80,7 +81,7 @@ def drift_preflight(environment: Environment, session_name: str) -> aws.CheckRes
 
 def provider_file(run: Run) -> dict[str, str]:
     """`portal_provider.tf` for this run: regenerated per run, since the session name is the run."""
-    return {aws.PROVIDER_FILE: aws.provider_config(target_for(run), default_tags=default_tags(run))}
+    return {aws.PROVIDER_FILE: aws.provider_config(target_for(run), default_tags=default_tags(run.environment))}
 
 
 def session():

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from portal.models import ChangePlan, Environment, Run, RunKind, RunStatus
 from portal.models.cmdb import ENVIRONMENT_CHANGEABLE
+from portal.services import aws_accounts
 from portal.services import runs as transitions
 from portal.services import state as state_service
 from portal.services.allocation import held_listener_priority
@@ -81,7 +82,10 @@ def request_change(*, user, environment: Environment, parameters: dict | None = 
             pin_version(pattern)
             before = env.pattern_version
             run = transitions.queue_run(env, RunKind.PLAN, requested_by=recorded_user(user), pattern_version=target)
-            # An AWS pattern's provider file names the run; each run regenerates it (execution).
+            if pattern.cloud == "aws":
+                # As for a create: the provider file (account guard, endpoints, default tags) is
+                # made once the run exists, and each later run regenerates it (execution).
+                files.update(aws_accounts.provider_file(run))
             return ChangePlan.objects.create(
                 environment=env, plan_run=run, requested_by=recorded_user(user), parameters=values,
                 pattern_version=target, pattern_version_before=before, code_snapshot=files, fixes_drift=fixes_drift,

@@ -1,8 +1,9 @@
 """Drift detection: do an environment's real resources still match its Terraform state?
 
-A drift check runs `terraform plan -refresh-only` on a private copy of the environment's
+A drift check runs a refreshing `terraform plan` on a private copy of the environment's
 stored state, with the code it was built from, and reports per resource what changed outside
-Terraform (`DriftCheck.resources`). It locks nothing and writes nothing back, so it never
+Terraform that Terraform would put back (`DriftCheck.resources`; why not `-refresh-only`:
+`provisioning.pipeline.drift_findings`). It locks nothing and writes nothing back, so it never
 stands in a user's way:
 
 - it is not a Run: the environment stays `ready`, and a delete, change or retry may start
@@ -32,7 +33,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from portal.models import DriftCheck, DriftStatus, Environment, EnvironmentStatus, SandboxAccount
-from portal.services import aws_accounts, local_accounts, workdirs
+from portal.services import aws_accounts, local_accounts, notifications, workdirs
 from portal.services import state as state_service
 from portal.services.errors import Conflict, InvalidRequest
 from portal.services.permissions import recorded_user, require_product
@@ -197,7 +198,9 @@ class _LogSink:
         pass
 
     def command(self, result):
-        self._add(f"$ {' '.join(getattr(result, 'args', []) or [])} -> exit {getattr(result, 'returncode', '?')}")
+        self._add(f"$ terraform {result.step} -> exit {result.returncode} ({result.duration:.1f}s)")
+        if not (result.returncode == 0) and result.stderr_tail:
+            self._add(result.stderr_tail)
 
     def may_apply(self):
         return False  # a drift check never applies
@@ -221,6 +224,8 @@ def _finish(check: DriftCheck, status: str, *, explanation: str = "", resources=
         if not rows.update(status=status, finished_at=now, explanation=explanation, resources=resources or [],
                            log=log_text):
             return False
+        if status == DriftCheck.Status.DRIFTED:
+            notifications.drift_found(check)  # before the badge moves: only becoming drifted is told
         if status in STATUS_OF:
             Environment.objects.filter(pk=check.environment_id).update(drift_status=STATUS_OF[status], drift_checked_at=now)
         elif status == DriftCheck.Status.SUPERSEDED:

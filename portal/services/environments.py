@@ -6,6 +6,7 @@ only after the rows are committed (STYLE rule 2).
 """
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from portal import selectors
 from portal.models import Environment, EnvironmentStatus, Product, Run, RunKind, SandboxAccount
@@ -14,6 +15,7 @@ from portal.services import aws_accounts
 from portal.services import runs as transitions
 from portal.services.allocation import allocate_cidr, allocate_listener_priority
 from portal.services.catalog import pin_version
+from portal.services.expiry import default_expiry, passed_warnings
 from portal.services.errors import Conflict, InvalidRequest
 from portal.services.permissions import recorded_user, require_product
 from portal.services.preflight import RequestCheck, check_request, name_taken
@@ -86,6 +88,8 @@ def request_create(
                 pattern_version=pattern.version,
                 parameters=params,
                 requested_by=recorded_user(user),
+                expires_at=(expires_at := default_expiry(product, now := timezone.now())),
+                expiry_warnings_sent=passed_warnings((expires_at - now).total_seconds()) if expires_at else [],
             )
             environment.cidr = allocate_cidr(environment)
             priority = allocate_listener_priority(environment) if "listener_priority" in pattern.allocations else None

@@ -30,6 +30,7 @@ from portal.services import expiry as expiry_service
 from portal.services import preflight as preflight_service
 from portal.services import tokens as token_service
 from portal.services.catalog import get_catalog, get_pattern
+from portal.throttles import environment_create_wait
 from portal.services.errors import Conflict, NotAllowed, ServiceError
 from portal.services.permissions import can_manage_product, require_product
 from portal.web import display
@@ -213,6 +214,10 @@ def environment_create(request):
     or account changes, or the no-JS "Update form" button) re-renders it with what was typed;
     htmx gets only the form body. A POST calls `request_create` and redirects to the run."""
     if request.method == "POST":
+        if (wait := environment_create_wait(request)) is not None:
+            response = render(request, "429.html", {"retry_after": int(wait + 0.999)}, status=429)
+            response["Retry-After"] = str(int(wait + 0.999))
+            return response
         page = _CreatePage(request, data=request.POST)
         status = 200
         form_ok = page.form.is_valid()

@@ -42,7 +42,8 @@ def test_staff_create_update_and_delete_a_product(api, world):
     )
     assert response.status_code == 201
     created = response.json()
-    assert created == {"id": created["id"], "department": "payments", "slug": "checkout", "name": "Checkout", "description": ""}
+    assert created == {"id": created["id"], "department": "payments", "slug": "checkout", "name": "Checkout", "description": "",
+                       "default_lifetime_hours": None, "max_lifetime_hours": None, "drift_check_hours": None}
     response = api.staff.patch(f"/api/v1/products/{created['id']}/", {"description": "Pays"}, format="json")
     assert response.status_code == 200 and response.json()["description"] == "Pays"
     assert api.staff.delete(f"/api/v1/products/{created['id']}/").status_code == 204

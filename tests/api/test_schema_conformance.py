@@ -126,7 +126,11 @@ schema = load_schema()
 STATE_DEPENDENT = [
     re.compile(r"^Object with [\w]+=.* does not exist\.$", re.S),
     re.compile(r"^.+ with this .+ already exists\.$", re.S),  # a unique name or slug taken
+    re.compile(r"^[a-z0-9-]+/[a-z0-9-]+ already exists; choose another name\.$"),  # an environment name taken
     re.compile(r"^The expiry must be in the future\.$"),
+    re.compile(r"^until must be in the future\.$"),  # an environment's new expiry: the clock decides
+    # A product's default lifetime against its maximum: two fields (or the stored row's other one).
+    re.compile(r"^The default lifetime \(\d+ hours\) is longer than the maximum \(\d+ hours\)\.$"),
     re.compile(r"^Unknown design pattern .*\.$", re.S),  # the catalog, like a missing row
     re.compile(r"^The catalog holds no version .* of .+ \(it holds .*\)\.$", re.S),  # a change's version
     # Across two fields of one body, which JSON Schema cannot compare: the 12 digits inside
@@ -137,6 +141,8 @@ STATE_DEPENDENT = [
     # Two query parameters that exclude each other (keyset or offset pages), which a schema's
     # parameters cannot say.
     re.compile(r"^give either cursor or offset, not both$"),
+    # Two body fields that exclude each other (an expiry's hours or until).
+    re.compile(r"^Give either hours or until\.$"),
 ]
 # JSON documents (an account's shared_infrastructure) may not hold NUL anywhere inside, which
 # JSON Schema cannot say of nested values.

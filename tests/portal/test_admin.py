@@ -10,6 +10,7 @@ from portal.models import (
     CidrPool,
     Department,
     Environment,
+    NotificationTarget,
     Product,
     Run,
     RunEvent,
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.django_db
 REGISTERED = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label)
 REGISTERED_IDS = [model._meta.label for model, _ in REGISTERED]
 # Admins manage these; every other model of the portal is written by the engine.
-ADMIN_MANAGED = {Department, SandboxAccount, CidrPool, Product}
+ADMIN_MANAGED = {Department, SandboxAccount, CidrPool, Product, NotificationTarget}
 ENGINE_MODELS = sorted(
     (model for model in admin.site._registry if model._meta.app_label == "portal" and model not in ADMIN_MANAGED),
     key=lambda model: model._meta.label,
@@ -66,7 +67,7 @@ def make_world():
     """One row of every model (and of auth's), linked the way the engine links them."""
     from django.contrib.auth.models import Group
 
-    from portal.models import GitHubMirror, IdempotencyRecord, ListenerPriority
+    from portal.models import ChangePlan, DriftCheck, GitHubMirror, IdempotencyRecord, ListenerPriority, PatternVersion
     from portal.services.tokens import create_token
 
     department = make_department()
@@ -103,6 +104,27 @@ def make_world():
         priority=100, environment=environment,
     )
     GitHubMirror.objects.create(run=create, repository="acme/provisioning", issue_number=7, last_error="boom")
+    from portal.models import Notification
+    from portal.services.notifications import encrypt_url
+
+    target = NotificationTarget.objects.create(department=department, name="chat", url_hint="json://hooks.example.test",
+                                               url_encrypted=encrypt_url("json://hooks.example.test/in/secret"))
+    Notification.objects.create(target=target, event="ready", environment=environment, dedupe_key=f"ready:run:{create.pk}",
+                                title="<b>ready</b>", body="b", status="failed", attempts=6, last_error="refused")
+    plan_run = make_run(environment, kind="plan", status="succeeded", requested_by=developer)
+    drifted = DriftCheck.objects.create(
+        environment=environment, status="drifted", explanation="1 resource(s) changed outside Terraform",
+        resources=[{"address": "terraform_data.web", "type": "terraform_data", "action": "update",
+                    "attributes": [{"attribute": "input", "before": "<b>a</b>", "after": "b"}]}],
+        log="$ terraform plan -> exit 0",
+    )
+    ChangePlan.objects.create(
+        environment=environment, plan_run=plan_run, requested_by=developer, parameters={"desired_count": 3},
+        pattern_version="1.1.0", pattern_version_before="1.0.0", code_snapshot={"main.tf": ""}, plan_file=b"PK",
+        resource_changes=[{"address": "terraform_data.web", "action": "update", "moved_from": "", "attributes": ["input"]}],
+        fixes_drift=drifted,
+    )
+    PatternVersion.objects.get_or_create(slug="demo-ecs", version="1.1.0", defaults={"digest": "0" * 64, "source": "bundled"})
     return environment
 
 
@@ -223,6 +245,10 @@ def test_it_covers_every_engine_model():
         "IdempotencyRecord",
         "ListenerPriority",
         "GitHubMirror",
+        "Notification",
+        "ChangePlan",
+        "DriftCheck",
+        "PatternVersion",
     }
 
 

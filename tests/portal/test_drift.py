@@ -122,3 +122,19 @@ def test_people_without_rights_and_nonsense_are_refused(people, web_server, cele
     with pytest.raises(InvalidRequest, match="found no drift"):
         drift.plan_fix(user=people["owner"], check=check)
     assert DriftCheck.objects.count() == 1
+
+
+@pytest.mark.slow
+def test_the_cli_checks_now_and_refuses_a_fix_of_nothing(people, web_server, celery_worker, drift_worker, capsys):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    env = ready(people, "dev")
+    call_command("provision", "--user", "owner", "drift", str(env.pk))
+    out = capsys.readouterr().out
+    check = DriftCheck.objects.get(environment=env)
+    assert f"drift check #{check.pk} queued" in out and "In sync - The real resources match the state." in out
+    with pytest.raises(CommandError, match="found no drift"):
+        call_command("provision", "--user", "owner", "fix-drift", str(check.pk))
+    with pytest.raises(CommandError, match="No drift check #999"):
+        call_command("provision", "--user", "owner", "fix-drift", "999")

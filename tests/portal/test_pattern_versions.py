@@ -155,3 +155,18 @@ def test_an_upgrade_that_renames_a_resource_with_moved_plans_a_move_not_a_destro
     assert "moved {" in env.code_snapshot["main.tf"]
     assert catalog.upgrade_available("renamer", env.pattern_version) is None
     assert {(p.slug, p.version) for p in PatternVersion.objects.all()} >= {("renamer", "1.0.0"), ("renamer", "1.1.0")}
+
+
+@pytest.mark.django_db
+def test_the_cli_prints_the_fleet_after_a_sync(pattern_repo, capsys):
+    from django.core.management import call_command
+
+    from tests.factories import make_superuser
+
+    make_superuser("root")
+    publish(pattern_repo, "1.0.0", MAIN_V1)
+    call_command("provision", "versions", "--sync")
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("renamer"))
+    assert "1.0.0" in line and "git renamer/1.0.0" in line and "latest" in line
+    assert any(line.startswith("demo-ecs") and "bundled" in line for line in out.splitlines())

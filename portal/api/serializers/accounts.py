@@ -50,6 +50,7 @@ class SandboxAccountSerializer(FullCleanModelSerializer):
             "endpoint_url",
             "simulated",
             "max_concurrent_runs",
+            "drift_check_hours",
             "is_active",
             "shared_infrastructure",
             "cidr_pools",

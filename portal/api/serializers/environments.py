@@ -107,6 +107,30 @@ class DriftSummarySerializer(serializers.Serializer):
                                            help_text="When the latest drift check finished; null if never.")
 
 
+class ExpirySerializer(serializers.Serializer):
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="Destroyed at this time; null = never.")
+    kept = serializers.BooleanField(help_text="Staff keep it: it never expires.")
+    expired_at = serializers.DateTimeField(allow_null=True, help_text="When expiry queued its destroy.")
+    blocked = serializers.CharField(source="expiry_blocked", help_text="Why expiry could not destroy it; empty otherwise.")
+
+
+class ExtendSerializer(serializers.Serializer):
+    """The body of `POST /api/v1/environments/{id}/extend/`: `hours` later, or `until` a time."""
+
+    hours = serializers.IntegerField(required=False, min_value=1, max_value=87600,
+                                     help_text="Hours later than now or than the current expiry, whichever is later.")
+    until = serializers.DateTimeField(required=False, help_text="The new expiry (ISO 8601).")
+
+    def validate(self, data):
+        if ("hours" in data) == ("until" in data):
+            raise serializers.ValidationError({"hours": "Give either hours or until."})
+        return data
+
+
+class KeepSerializer(serializers.Serializer):
+    kept = serializers.BooleanField(help_text="true: never expires; false: expires at expires_at again.")
+
+
 class EnvironmentSerializer(serializers.Serializer):
     """An environment in lists. Expects the queryset of `EnvironmentViewSet` (live endpoints
     and the latest run prefetched), so a page costs the same number of queries at any size."""
@@ -125,6 +149,7 @@ class EnvironmentSerializer(serializers.Serializer):
     requested_by = UserRefSerializer(allow_null=True)
     latest_run = LatestRunSummaryField(LatestRunSerializer())
     drift = DriftSummarySerializer(source="*", help_text="What the latest drift check found.")
+    expiry = ExpirySerializer(source="*", help_text="When it expires (and is then destroyed), unless kept.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     deleted_at = serializers.DateTimeField(allow_null=True)
@@ -171,6 +196,8 @@ class EnvironmentSerializer(serializers.Serializer):
                              "percent": progress_percent(run["resources_done"], run["resources_planned"])},
             },
             "drift": {"status": row["drift_status"], "checked_at": when(row["drift_checked_at"])},
+            "expiry": {"expires_at": when(row["expires_at"]), "kept": row["kept"], "expired_at": when(row["expired_at"]),
+                       "blocked": row["expiry_blocked"]},
             "created_at": when(row["created_at"]),
             "updated_at": when(row["updated_at"]),
             "deleted_at": when(row["deleted_at"]),

@@ -12,4 +12,5 @@ class ProductSerializer(FullCleanModelSerializer):
 
     class Meta:
         model = Product
-        fields = ["id", "department", "slug", "name", "description"]
+        fields = ["id", "department", "slug", "name", "description", "default_lifetime_hours", "max_lifetime_hours",
+                  "drift_check_hours"]

@@ -1,7 +1,11 @@
-"""`manage.py provision create|delete|retry|cancel|show|change|confirm` - the same services as the UI and API.
+"""`manage.py provision create|delete|retry|cancel|show|change|confirm|drift|fix-drift|versions|extend|keep` -
+the same services as the UI and API.
 
 `change` plans a change (new `--param`s and/or `--version`) and prints the saved plan per
-resource; nothing is applied until `confirm <plan id>`.
+resource; nothing is applied until `confirm <plan id>`. `drift` checks an environment now and
+prints what changed outside Terraform; `fix-drift <check id>` plans putting it back (confirm
+it like any change). `versions` prints the fleet (`--sync` fetches the pattern repository first). `extend` moves an
+expiry later (`--hours N` or `--until TIME`), `keep` (staff) keeps one from expiring.
 
 create/delete/retry print the run's progress while waiting (`--no-wait` returns at once) and
 exit non-zero when the environment does not end where it was asked to go.
@@ -10,14 +14,16 @@ exit non-zero when the environment does not end where it was asked to go.
 import json
 import time
 
+from django.utils.dateparse import parse_datetime
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.models import ChangePlan, Environment, EnvironmentStatus, Product, Run, SandboxAccount
+from portal.models import ChangePlan, DriftCheck, Environment, EnvironmentStatus, Product, Run, SandboxAccount
 from portal.selectors import environment_by_ref, latest_run, run_events_after
 from portal.models.cmdb import ENVIRONMENT_SETTLED
 from portal.models.runs import UNFINISHED
-from portal.services import changes, environments
+from portal.services import catalog, changes, drift, environments, expiry
 from portal.services.catalog import get_pattern
 from portal.services.dispatch import queue_position
 from portal.services.errors import ServiceError
@@ -47,7 +53,7 @@ def parse_parameters(pattern, items: list[str]) -> dict:
 
 
 class Command(BaseCommand):
-    help = "Create, delete, retry, cancel or show sandbox environments from the command line."
+    help = "Create, delete, retry, cancel, show, change or check sandbox environments from the command line."
 
     def add_arguments(self, parser):
         parser.add_argument("--user", help="act as this user (default: the first superuser)")
@@ -75,6 +81,22 @@ class Command(BaseCommand):
         confirm = sub.add_parser("confirm", help="apply a change plan exactly as it was planned")
         confirm.add_argument("plan", type=int, help="change plan id (printed by `change`)")
         confirm.add_argument("--no-wait", action="store_true")
+        drift_check = sub.add_parser("drift", help="check an environment for drift now (changes nothing)")
+        drift_check.add_argument("environment")
+        drift_check.add_argument("--no-wait", action="store_true")
+        fix = sub.add_parser("fix-drift", help="plan the change that puts back what a drift check found")
+        fix.add_argument("check", type=int, help="drift check id (printed by `drift`)")
+        fix.add_argument("--no-wait", action="store_true")
+        extend = sub.add_parser("extend", help="move an environment's expiry later (within the product's maximum)")
+        extend.add_argument("environment")
+        when = extend.add_mutually_exclusive_group(required=True)
+        when.add_argument("--hours", type=int, help="this many hours later (than now or the current expiry)")
+        when.add_argument("--until", help="the new expiry, ISO 8601 (e.g. 2026-12-24T18:00:00Z)")
+        keep = sub.add_parser("keep", help="staff: keep an environment from expiring (--off: expire it again)")
+        keep.add_argument("environment")
+        keep.add_argument("--off", action="store_true")
+        versions = sub.add_parser("versions", help="which environments run which pattern version")
+        versions.add_argument("--sync", action="store_true", help="fetch the pattern repository's tags first")
 
     def handle(self, *args, **options):
         user = self._user(options.get("user"))
@@ -94,6 +116,29 @@ class Command(BaseCommand):
                 return
             elif action == "change":
                 return self._change(user, options)
+            elif action == "drift":
+                return self._drift(user, options)
+            elif action == "fix-drift":
+                check = DriftCheck.objects.select_related("environment__product").filter(pk=options["check"]).first()
+                if check is None:
+                    raise CommandError(f"No drift check #{options['check']}.")
+                return self._print_plan(drift.plan_fix(user=user, check=check), options)
+            elif action == "versions":
+                return self._versions(options)
+            elif action == "extend":
+                until = None
+                if options.get("until"):
+                    until = parse_datetime(options["until"].replace("Z", "+00:00"))
+                    if until is None or until.tzinfo is None:
+                        raise CommandError(f"--until takes an ISO 8601 time with a zone, got {options['until']!r}")
+                env = expiry.extend(user=user, environment=self._env(options["environment"]), hours=options.get("hours"),
+                                    until=until)
+                self.stdout.write(f"{env}: expires at {env.expires_at:%Y-%m-%d %H:%M:%S} UTC")
+                return
+            elif action == "keep":
+                env = expiry.set_kept(user=user, environment=self._env(options["environment"]), kept=not options["off"])
+                self.stdout.write(f"{env}: " + ("kept (never expires)" if env.kept else "expires again"))
+                return
             elif action == "confirm":
                 plan = ChangePlan.objects.select_related("environment__product__department").filter(pk=options["plan"]).first()
                 if plan is None:
@@ -152,6 +197,10 @@ class Command(BaseCommand):
         env = self._env(options["environment"])
         params = parse_parameters(get_pattern(env.pattern_slug), options["param"])
         plan = changes.request_change(user=user, environment=env, parameters=params, pattern_version=options.get("version"))
+        self._print_plan(plan, options)
+
+    def _print_plan(self, plan, options) -> None:
+        env = plan.environment
         self.stdout.write(f"{env}: change plan #{plan.pk}, run #{plan.plan_run_id} (plan) queued")
         if options.get("no_wait"):
             return
@@ -165,6 +214,37 @@ class Command(BaseCommand):
             attributes = f" [{', '.join(change.get('attributes') or [])}]" if change.get("attributes") else ""
             self.stdout.write(f"  {change['action']:8} {change['address']}{moved}{attributes}")
         self.stdout.write(f"Confirm with: manage.py provision confirm {plan.pk}")
+
+    def _drift(self, user, options) -> None:
+        env = self._env(options["environment"])
+        check = drift.request_check(user=user, environment=env)
+        self.stdout.write(f"{env}: drift check #{check.pk} queued")
+        if options.get("no_wait"):
+            return
+        while not check.finished:
+            time.sleep(0.5)
+            check.refresh_from_db()
+        self.stdout.write(f"{env}: {check.get_status_display()} - {check.explanation}")
+        for row in check.resources:
+            self.stdout.write(f"  {row['action']:8} {row['address']}")
+            for attribute in row["attributes"]:
+                self.stdout.write(f"    {attribute['attribute']}: {json.dumps(attribute['before'])} -> {json.dumps(attribute['after'])}")
+        if check.status == DriftCheck.Status.DRIFTED:
+            self.stdout.write(f"Plan the fix with: manage.py provision fix-drift {check.pk}")
+        elif check.status == DriftCheck.Status.FAILED:
+            raise CommandError(f"The drift check failed: {check.explanation}")
+
+    def _versions(self, options) -> None:
+        if options.get("sync"):
+            catalog.sync_git()
+        for row in catalog.fleet():
+            marks = ["latest"] if row["latest"] else []
+            if row["upgrade_available"]:
+                marks.append(f"upgrade to {row['upgrade_available']}")
+            if not row["in_catalog"]:
+                marks.append("not in the catalog")
+            self.stdout.write(f"{row['pattern']:20} {row['version']:10} {row['environments']:6} env(s)  "
+                              f"{row['source'] or '-':24} {', '.join(marks)}")
 
     def _follow(self, run: Run) -> str:
         """Print events of the run (and of a rollback that follows it) until the environment settles."""
