@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from portal.services.dispatch import EXECUTE_RUN_TASK
 from portal.services.drift import DRIFT_CHECK_TASK
+from portal.services.github_drift import MIRROR_DRIFT_TASK
 from portal.services.github_mirror import MIRROR_RUN_TASK
 from portal.services.notifications import DELIVER_NOTIFICATION_TASK
 
@@ -75,12 +76,35 @@ def mirror_run(self, run_id: int) -> None:
         raise self.retry(countdown=_mirror_backoff(self.request.retries), exc=exc) from None
 
 
+@shared_task(bind=True, name=MIRROR_DRIFT_TASK, ignore_result=True, acks_late=False, max_retries=MIRROR_MAX_RETRIES)
+def mirror_drift(self, environment_id: int) -> None:
+    """Bring the GitHub drift issue of an environment up to date (see `sync_drift`;
+    idempotent), retried like `mirror_run`."""
+    from portal.services.github_drift import GitHubError, MirrorBusy, RateLimited, sync_drift
+
+    try:
+        sync_drift(environment_id)
+    except RateLimited as exc:
+        wait = exc.retry_after_seconds + random.uniform(0, min(30.0, 0.1 * exc.retry_after_seconds + 1))
+        raise self.retry(countdown=wait, exc=exc) from None
+    except MirrorBusy as exc:
+        raise self.retry(countdown=_mirror_backoff(self.request.retries, base=1.0), exc=exc) from None
+    except GitHubError as exc:
+        if not exc.retryable:
+            return
+        raise self.retry(countdown=_mirror_backoff(self.request.retries), exc=exc) from None
+    except Exception as exc:
+        raise self.retry(countdown=_mirror_backoff(self.request.retries), exc=exc) from None
+
+
 @shared_task(name="portal.mirror_catch_up", ignore_result=True)
 def mirror_catch_up() -> None:
-    """Periodic (Celery beat): re-schedule GitHub mirrors that fell behind."""
+    """Periodic (Celery beat): re-schedule GitHub mirrors (requests, drift) that fell behind."""
+    from portal.services.github_drift import catch_up_drift
     from portal.services.github_mirror import catch_up_stale
 
     catch_up_stale()
+    catch_up_drift()
 
 
 @shared_task(name="portal.purge_idempotency_records", ignore_result=True)

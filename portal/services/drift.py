@@ -36,6 +36,7 @@ from portal.models import DriftCheck, DriftStatus, Environment, EnvironmentStatu
 from portal.services import aws_accounts, local_accounts, notifications, workdirs
 from portal.services import state as state_service
 from portal.services.errors import Conflict, InvalidRequest
+from portal.services.github_drift import schedule_drift_mirror
 from portal.services.permissions import recorded_user, require_product
 from provisioning.pipeline import Pipeline
 from provisioning.redact import Redactor
@@ -224,6 +225,7 @@ def _finish(check: DriftCheck, status: str, *, explanation: str = "", resources=
         if not rows.update(status=status, finished_at=now, explanation=explanation, resources=resources or [],
                            log=log_text):
             return False
+        transaction.on_commit(lambda: schedule_drift_mirror(check.environment_id))  # its GitHub issue follows
         if status == DriftCheck.Status.DRIFTED:
             notifications.drift_found(check)  # before the badge moves: only becoming drifted is told
         if status in STATUS_OF:

@@ -58,7 +58,6 @@ from portal.services.github_mirror import (
     MirrorBusy,
     RateLimited,
     _exclusive,
-    _mirror_row,
     _redactor,
     _save,
     cell,
@@ -125,15 +124,20 @@ def _progress(mirror: GitHubMirror, state: dict, **changes) -> dict:
     return _store(mirror, {**state, **changes, "last_error": ""})
 
 
-def _record_failure(mirror: GitHubMirror, message: str) -> None:
+def _mirror_of(run_id: int) -> GitHubMirror:
+    mirror, _ = GitHubMirror.objects.get_or_create(run_id=run_id, defaults={"repository": settings.GITHUB_REPOSITORY})
+    return mirror
+
+
+def _record_failure(mirror: GitHubMirror, environment_id: int, message: str) -> None:
+    """Count a failed pass on the open trail (the caller holds the request's lock)."""
     mirror.refresh_from_db(fields=["milestones"])
     state = drift_state(mirror)
-    if not state:
-        return  # nothing was due on GitHub yet; the catch-up finds it behind
+    if not state or state.get("closed"):
+        return  # nothing is due on GitHub for an issue; the catch-up finds it behind
     attempts = state.get("attempts", 0) + 1
     _store(mirror, {**state, "attempts": attempts, "last_error": message[:4000]})
-    log.warning("GitHub drift trail of environment %s failed (attempt %s): %s",
-                mirror.run.environment_id, attempts, message)
+    log.warning("GitHub drift trail of environment %s failed (attempt %s): %s", environment_id, attempts, message)
 
 
 # --- scheduling -----------------------------------------------------------------------------------
@@ -154,9 +158,12 @@ def schedule_drift_mirror(environment_id: int) -> None:
         log.warning("environment %s: %s", environment_id, message)
         try:
             run_id = _create_run_id(environment_id)
-            if run_id is not None:
-                with _exclusive(run_id):  # busy: a pass is syncing it right now anyway
-                    _record_failure(_mirror_row(Run(pk=run_id)), message)
+            mirror = GitHubMirror.objects.filter(run_id=run_id).first() if run_id else None
+            if mirror is not None:
+                with _exclusive(run_id):
+                    _record_failure(mirror, environment_id, message)
+        except MirrorBusy:
+            pass  # a pass is syncing it right now anyway
         except Exception:
             log.warning("environment %s: could not record that the GitHub drift sync was not queued",
                         environment_id, exc_info=True)
@@ -216,14 +223,14 @@ def sync_drift(environment_id: int) -> dict | None:
     run_id = _create_run_id(environment_id)
     if run_id is None:
         return None
-    mirror = _mirror_row(Run(pk=run_id))
+    mirror = _mirror_of(run_id)
     with _exclusive(run_id):
         mirror.refresh_from_db()
         try:
             _catch_up(get_client(), mirror, environment_id)
         except Exception as exc:
             message = exc.message if isinstance(exc, GitHubError) else f"{type(exc).__name__}: {exc}"
-            _record_failure(mirror, _redactor().redact(message))
+            _record_failure(mirror, environment_id, _redactor().redact(message))
             raise
     return drift_state(mirror)
 
@@ -343,8 +350,7 @@ class DriftView:
         if latest.pk <= state.get("last", 0):
             return None
         return {"check": latest.pk, "last": latest.pk, "seen": fingerprint(latest), "issue_number": None,
-                "issue_url": "", "posted": [], "pending": "", "closed": False,
-                "attempts": state.get("attempts", 0), "last_error": state.get("last_error", "")}
+                "issue_url": "", "posted": [], "pending": "", "closed": False, "attempts": 0, "last_error": ""}
 
     def steps(self) -> list[Step]:
         """Every step the open issue has reached, in order (done ones included)."""
