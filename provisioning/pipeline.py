@@ -604,6 +604,9 @@ def resource_changes(shown_plan: dict) -> list[dict]:
     return rows
 
 
+SENSITIVE = "(sensitive)"
+
+
 def drift_findings(shown_plan: dict) -> list[dict]:
     """The drift worth reporting, from a refreshing plan of the environment's own code
     (`terraform show -json`): each resource that Terraform would change to match its code again
@@ -618,7 +621,12 @@ def drift_findings(shown_plan: dict) -> list[dict]:
     are refreshed into the report only where Terraform would act on the resource."""
     def attributes(body: dict) -> list[dict]:
         before, after = body.get("before") or {}, body.get("after") or {}
-        return [{"attribute": key, "before": before.get(key), "after": after.get(key)}
+        # Values Terraform marks sensitive (wholly or inside) are never copied out of the plan.
+        hidden = {key for marks in (body.get("before_sensitive"), body.get("after_sensitive")) if isinstance(marks, dict)
+                  for key, mark in marks.items() if mark not in (False, None, {}, [])}
+        return [{"attribute": key,
+                 "before": SENSITIVE if key in hidden else before.get(key),
+                 "after": SENSITIVE if key in hidden else after.get(key)}
                 for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
 
     drift = {d.get("address"): d for d in shown_plan.get("resource_drift") or [] if d.get("mode") != "data"}
