@@ -11,14 +11,13 @@ pytestmark = [pytest.mark.django_db]
 
 
 @pytest.fixture
-def limited(settings):
-    rates = dict(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], environment_create="2/hour")
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
-    from rest_framework.settings import api_settings
+def limited(monkeypatch):
+    """A rate of 2 environment requests per hour, for this test only (monkeypatch puts DRF's
+    class-level rates back, so later tests see the configured rate again)."""
     from rest_framework.throttling import SimpleRateThrottle
 
-    api_settings.reload()
-    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES",
+                        {**SimpleRateThrottle.THROTTLE_RATES, "environment_create": "2/hour"})
     cache.clear()
     department = make_department("payments")
     account = make_account(department, dns_zone="sandbox.example.test")
@@ -26,8 +25,6 @@ def limited(settings):
     make_product(department, slug="shop")
     yield make_user("owner", departments=[department])
     cache.clear()
-    api_settings.reload()
-    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
 
 
 def test_the_api_answers_429_with_retry_after_past_the_rate(limited, client, runs_sent_to_workers):
@@ -53,3 +50,11 @@ def test_the_browser_and_the_api_share_one_count(limited, client, runs_sent_to_w
     page = client.post("/environments/new/", {"product": "shop", "pattern": "demo-ecs"})
     assert page.status_code == 429 and int(page["Retry-After"]) > 0
     assert "Try again in" in page.content.decode() and Environment.objects.count() == 2
+
+
+def test_the_configured_rate_is_back_after_a_limited_test():
+    from django.conf import settings
+    from rest_framework.throttling import SimpleRateThrottle
+
+    assert SimpleRateThrottle.THROTTLE_RATES["environment_create"] == \
+        settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["environment_create"]
