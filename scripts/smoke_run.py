@@ -134,10 +134,14 @@ def main() -> int:
             time.sleep(0.25)
 
         # A crashed worker is restarted, loudly, and the rest of the stack stays up (issue 12).
-        leaders = [pid for pid, cmd in processes_of_run(var_dir)
+        # Two Celery workers run: the one for runs and the drift checks' own (`-Q drift`).
+        workers = [(pid, cmd) for pid, cmd in processes_of_run(var_dir)
                    if " worker" in cmd and "celery" in cmd and os.getpgid(pid) == pid]
-        if len(leaders) != 1:
-            raise SmokeFailure(f"expected one Celery worker main process, found {leaders}")
+        leaders = [pid for pid, cmd in workers if "-Q drift" not in cmd]
+        drift = [pid for pid, cmd in workers if "-Q drift" in cmd]
+        if len(leaders) != 1 or len(drift) != 1:
+            raise SmokeFailure(f"expected one run worker and one drift worker main process, "
+                               f"found {len(leaders)} and {len(drift)}: {workers}")
         log(f"SIGKILL to the worker's group ({leaders[0]}): the devstack must restart it")
         killed = time.monotonic()
         os.killpg(leaders[0], signal.SIGKILL)
