@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from provisioning import procfs
+from provisioning import backend_metadata, procfs
 from provisioning.locks import exclusive_lock
 from provisioning.redact import Redactor, is_secret_name
 
@@ -76,6 +76,9 @@ class TerraformSettings:
     # `-lock-timeout` for steps that take the state lock: wait for another run's lock a
     # little instead of failing at once.
     lock_timeout_seconds: float = 60.0
+    # Where Terraform's backend metadata of a fresh `init` is kept for the next run's
+    # working directory (provisioning/backend_metadata.py); None -> every init starts bare.
+    backend_metadata_dir: Path | None = None
     # `init -json` exists since Terraform 1.9 (the embedded 1.15 has it); turn it off for an
     # older external binary.
     init_json: bool = True
@@ -280,13 +283,38 @@ class TerraformRunner:
         args = self.terraform_args("init")
         lock_dir = self.settings.init_lock_dir
         if lock_dir is None or not installs_providers:
-            return self.run("init", args, timeout)
+            return self._init(args, timeout)
         started = time.monotonic()
         with exclusive_lock(Path(lock_dir) / "init.lock", timeout, self.cancel) as acquired:
             if not acquired:
                 return self._not_started("init", args, started, timed_out=not self.cancel.is_set())
             remaining = timeout - (time.monotonic() - started)
-            return self.run("init", args, max(remaining, 0.0))
+            return self._init(args, max(remaining, 0.0))
+
+    def _init(self, args: list[str], timeout: float) -> StepResult:
+        """One `init`, started with the backend metadata an earlier init of the same
+        Terraform and backend block left (provisioning/backend_metadata.py), and teaching it
+        to the next one. An init that fails with reused metadata in place runs once more
+        without it, so a metadata file Terraform no longer accepts costs one init, never a run."""
+        cache = self.settings.backend_metadata_dir
+        key = backend_metadata.key_for(self.workdir, self.settings.binary) if cache is not None else None
+        seeded = key is not None and backend_metadata.seed(cache, key, self.workdir)
+        started = time.monotonic()
+        result = self.run("init", args, timeout)
+        if result.ok:
+            if key is not None:
+                backend_metadata.learn(cache, key, self.workdir)
+            return result
+        if not seeded or result.cancelled or result.timed_out or self.cancel.is_set():
+            return result
+        backend_metadata.forget(cache, key, self.workdir)
+        self.on_event(TerraformEvent(
+            "stdout", "terraform init did not accept the backend metadata kept from an earlier run; "
+            "running init again without it.", None))
+        result = self.run("init", args, max(timeout - (time.monotonic() - started), 0.0))
+        if result.ok:
+            backend_metadata.learn(cache, key, self.workdir)
+        return result
 
     def plan(self, timeout: float, *, destroy: bool = False, out: str = "tfplan") -> StepResult:
         """`terraform plan -json -out=<out>` (`-destroy` to plan a teardown)."""

@@ -83,6 +83,7 @@ def terraform_settings() -> TerraformSettings:
         plugin_cache_dir=cache,
         provider_mirror_dir=Path(mirror) if mirror else None,
         grace_seconds=settings.TERRAFORM_GRACE_SECONDS,
+        backend_metadata_dir=settings.TERRAFORM_BACKEND_METADATA_DIR,
     )
 
 
