@@ -34,3 +34,7 @@ def warm_imports(sender=None, **kwargs):
     # Loading the catalog checks every pattern (renders and parses it): ~1 s that each pool
     # child would otherwise pay on its first run (measured by bench/provisioning.py).
     get_catalog()
+    # The AWS checks' botocore models (~0.3 s of JSON and model building per fresh session).
+    from provisioning.aws.session import warm_up
+
+    warm_up()

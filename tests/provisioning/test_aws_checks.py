@@ -274,6 +274,25 @@ def test_checks_ignore_the_workers_aws_environment(aws, monkeypatch):
     assert production_sts.meta.region_name == "eu-west-1"
 
 
+def test_sessions_share_botocore_models_but_never_an_identity(aws):
+    """One data loader for the process (client creation 110-150 ms -> ~6 ms), while each
+    session keeps its own credentials: the assumed role's clients act in the sandbox, the
+    portal's own clients in its account, and a session made later changes neither."""
+    create_zone(aws)
+    portal = portal_session(aws)
+    sandbox = assume(make_target(aws), portal)
+    other = portal_session(aws, {"aws_access_key_id": "AKIAOTHEROTHEROTHER0", "aws_secret_access_key": "other"})
+
+    loaders = {id(session._session.get_component("data_loader")) for session in (portal, sandbox, other)}
+    assert len(loaders) == 1
+    assert portal.client("sts").get_caller_identity()["Account"] == DEFAULT_ACCOUNT
+    assert sandbox.client("sts").get_caller_identity()["Account"] == SANDBOX
+    assert portal._session.get_credentials().access_key == DUMMY_CREDENTIALS["aws_access_key_id"]
+    assert other._session.get_credentials().access_key == "AKIAOTHEROTHEROTHER0"
+    assert sandbox._session.get_credentials().access_key not in (
+        DUMMY_CREDENTIALS["aws_access_key_id"], "AKIAOTHEROTHEROTHER0")
+
+
 # --- DNS records ----------------------------------------------------------------------------
 
 
