@@ -20,8 +20,9 @@ Safety:
 - It is learned right after `init`, before any user code (provisioners) has run.
 - The key names the Terraform that wrote it (the embedded library's version, or the external
   binary's path, size and mtime) and the backend block's text.
-- If Terraform does not accept it anyway (an init that fails with the metadata in place),
-  the runner forgets it and runs `init` once more without it.
+- If Terraform does not accept it anyway (an init that fails saying so), the runner forgets
+  it and runs `init` once more without it. An init that fails for another reason (the state
+  backend unreachable, a bad module) is not run again: its wait is not doubled.
 
 This module must not import Django or anything from `portal/`.
 """
@@ -139,6 +140,18 @@ def learn(cache_dir: Path, key: str, workdir: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+# What Terraform says when the working directory's backend metadata is what it objects to
+# ("Failed to decode current backend config", "Backend configuration changed", advice to use
+# -reconfigure or -migrate-state).
+_REFUSAL_MARKERS = ("backend config", "-reconfigure", "-migrate-state")
+
+
+def refused(output: str) -> bool:
+    """Whether a failed init's output blames the backend metadata."""
+    text = output.lower()
+    return any(marker in text for marker in _REFUSAL_MARKERS)
 
 
 def forget(cache_dir: Path, key: str, workdir: Path) -> None:

@@ -294,8 +294,8 @@ class TerraformRunner:
     def _init(self, args: list[str], timeout: float) -> StepResult:
         """One `init`, started with the backend metadata an earlier init of the same
         Terraform and backend block left (provisioning/backend_metadata.py), and teaching it
-        to the next one. An init that fails with reused metadata in place runs once more
-        without it, so a metadata file Terraform no longer accepts costs one init, never a run."""
+        to the next one. An init that Terraform fails *because of* the reused metadata runs
+        once more without it, so a file Terraform no longer accepts costs one init, never a run."""
         cache = self.settings.backend_metadata_dir
         key = backend_metadata.key_for(self.workdir, self.settings.binary) if cache is not None else None
         seeded = key is not None and backend_metadata.seed(cache, key, self.workdir)
@@ -307,6 +307,8 @@ class TerraformRunner:
             return result
         if not seeded or result.cancelled or result.timed_out or self.cancel.is_set():
             return result
+        if not backend_metadata.refused(result.stdout + "\n" + result.stderr_tail):
+            return result  # failed for another reason (an unreachable backend, a bad module): no second wait
         backend_metadata.forget(cache, key, self.workdir)
         self.on_event(TerraformEvent(
             "stdout", "terraform init did not accept the backend metadata kept from an earlier run; "

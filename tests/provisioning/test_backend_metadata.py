@@ -186,3 +186,28 @@ def test_an_initialised_working_directory_keeps_its_own_metadata(tmp_path):
     (workdir / ".terraform" / "terraform.tfstate").write_text(own)
     assert not backend_metadata.seed(cache, "k", workdir)
     assert (workdir / ".terraform" / "terraform.tfstate").read_text() == own
+
+
+def test_an_init_failing_for_another_reason_with_reused_metadata_is_not_run_again(tmp_path, state_url):
+    """An unreachable state backend (or a bad module) is not the metadata's fault: no second
+    init doubles the wait, and the kept metadata stays."""
+    cache = tmp_path / "cache"
+    first, _ = runner(tmp_path / "a", cache, f"{state_url}/state/1")
+    assert first.init(120).ok
+    (kept,) = cache.glob("*.json")
+    good = kept.read_text()
+
+    second, lines = runner(tmp_path / "b", cache, f"{state_url}/state/2")
+    (tmp_path / "b" / "main.tf").write_text('module "x" {\n  source = "./missing"\n}\n')
+    result = second.init(120)
+    assert not result.ok
+    assert "did not accept" not in lines.text()
+    assert sum('"type":"version"' in line for line in lines.lines) == 1  # one init ran, not two
+    assert kept.read_text() == good
+
+
+def test_what_counts_as_terraform_refusing_the_metadata():
+    assert backend_metadata.refused("Error: Failed to decode current backend config")
+    assert backend_metadata.refused('Error: Backend configuration changed ... "terraform init -reconfigure"')
+    assert not backend_metadata.refused("Error: Failed to get existing workspaces: connection refused")
+    assert not backend_metadata.refused("Error: Unreadable module directory")
