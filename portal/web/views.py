@@ -112,9 +112,21 @@ class _CreatePage:
             self.parameter_form = ParameterForm(self.pattern, data)
         else:
             parameter_form = ParameterForm(self.pattern)
-            if source.get("refresh"):
+            if self._typed_parameters(source) is not None:
                 parameter_form.initial = parameter_form.values_from(source)
             self.parameter_form = parameter_form
+
+    def _typed_parameters(self, source):
+        """The typed parameter values a refresh may keep, or None: none on a plain GET, and
+        none when the pattern was just switched - the fields were another pattern's, and a
+        value typed (or defaulted) there must not become this pattern's (the form rendered
+        them with `parameters_of`)."""
+        if not source.get("refresh") or self.pattern is None:
+            return None
+        rendered_for = source.get("parameters_of")
+        if rendered_for and rendered_for != self.pattern.slug:
+            return None
+        return source
 
     def _pick_product(self, value) -> Product | None:
         by_id = {str(product.pk): product for product in self.products}
@@ -160,7 +172,7 @@ class _CreatePage:
         if account_id.isdigit():
             account = selectors.account_by_id(int(account_id))
         parameters, parameter_problems = {}, {}
-        typed = self.form.data if self.form.is_bound else (self.request.GET if self.request.GET.get("refresh") else None)
+        typed = self.form.data if self.form.is_bound else self._typed_parameters(self.request.GET)
         if self.pattern is not None and typed is not None:
             parser = self.parameter_form if self.parameter_form is not None and self.parameter_form.is_bound else ParameterForm(self.pattern, typed)
             parser.is_valid()

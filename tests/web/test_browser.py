@@ -158,6 +158,10 @@ def test_refusals_are_explained_in_the_browser(page, portal):
     url = portal["url"]
     log_in(page, url, "dev", DEFAULT_PASSWORD)
     request_environment(page, portal, name="my-env", delay=0)
+    # A parameter the FQDN is made of refreshes the panel's FQDN as soon as it changes.
+    page.get_by_label("Application name").fill("shop")
+    page.get_by_label("Application name").press("Tab")
+    page.wait_for_selector("#preflight >> text=It would be reachable at shop-my-env.")
     page.get_by_label("Application name").fill("Not A Label")
     page.get_by_label("Note").fill("kept as typed")
 
@@ -182,6 +186,8 @@ def test_refusals_are_explained_in_the_browser(page, portal):
     page.get_by_label("Design pattern").select_option(label="ECS Fargate full stack (AWS)")
     page.wait_for_selector("#id_param-db_instance_class")
     assert page.locator("#id_param-delay_seconds").count() == 0 and navigations.count == 0
+    # The new pattern's own defaults, not the values the previous pattern's fields held.
+    assert page.input_value("#id_param-container_image") == "public.ecr.aws/nginx/nginx:stable"
     assert page.input_value("#id_name") == "my-env"
     assert "needs an AWS account" in page.inner_text("#preflight")
     shot(page, "create-form-aws-pattern")

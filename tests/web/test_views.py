@@ -343,6 +343,26 @@ def test_switching_the_pattern_rerenders_the_fields_as_an_htmx_fragment(client, 
     assert text(page).startswith("<!doctype html>") and "typed</textarea>" in text(page)
 
 
+def test_values_of_the_previous_patterns_fields_do_not_carry_into_another_pattern(client, world):
+    """The fields were rendered for `parameters_of`: after a pattern switch the new pattern's
+    own defaults show, while a refresh of the same pattern keeps what was typed."""
+    login(client, world.owner)
+    base = {"refresh": "1", "product": world.product.pk, "name": "mine", "param-container_image": "public.ecr.aws/nginx/nginx:latest"}
+    switched = text(client.get(CREATE_URL, {**base, "pattern": "ecs-fullstack", "parameters_of": "demo-ecs"}))
+    assert 'value="public.ecr.aws/nginx/nginx:stable"' in switched and "nginx:latest" not in switched
+    assert 'name="parameters_of" value="ecs-fullstack"' in switched
+    kept = text(client.get(CREATE_URL, {**base, "pattern": "ecs-fullstack", "parameters_of": "ecs-fullstack"}))
+    assert 'value="public.ecr.aws/nginx/nginx:latest"' in kept
+
+
+def test_the_panel_names_the_fqdn_of_the_typed_parameters(client, world):
+    login(client, world.owner)
+    query = {"refresh": "1", "product": world.product.pk, "pattern": "demo-ecs", "name": "mine",
+             "parameters_of": "demo-ecs", "param-app_name": "shop", "param-container_image": "nginx:1"}
+    html = text(client.get(CREATE_URL, query, headers={"HX-Request": "true"}))
+    assert "It would be reachable at <span class=\"mono\">shop-mine." in html
+
+
 def test_an_untouched_suggested_name_follows_the_product(client, world):
     make_environment(world.product, name="sandbox-1")
     login(client, world.staff)
