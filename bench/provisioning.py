@@ -95,18 +95,7 @@ def group_cpu_seconds(pgids: list[int]) -> float:
     and the web server's: Terraform runs in groups of its own, so it is not counted)."""
     from provisioning import procfs
 
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for process in procfs.live_processes():
-        if process.pgrp not in pgids:
-            continue
-        try:
-            stat = (procfs.PROC / str(process.pid) / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
+    return sum(process.cpu_seconds() for process in procfs.live_processes() if process.pgrp in pgids)
 
 
 def start_profilers(folder: str, pids: dict[str, int]) -> list[tuple[str, subprocess.Popen]]:

@@ -38,6 +38,15 @@ class Process:
         except OSError:
             return []
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds it has used so far (0.0 once it is gone)."""
+        try:
+            stat = self._read("stat").decode()
+        except OSError:
+            return 0.0
+        fields = stat[stat.rfind(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     def cwd(self) -> str:
         try:
             return os.readlink(PROC / str(self.pid) / "cwd")

@@ -300,23 +300,21 @@ class TerraformRunner:
         key = backend_metadata.key_for(self.workdir, self.settings.binary) if cache is not None else None
         seeded = key is not None and backend_metadata.seed(cache, key, self.workdir)
         started = time.monotonic()
-        result = self.run("init", args, timeout)
-        if result.ok:
-            if key is not None:
-                backend_metadata.learn(cache, key, self.workdir)
-            return result
-        if not seeded or result.cancelled or result.timed_out or self.cancel.is_set():
-            return result
-        if not backend_metadata.refused(result.stdout + "\n" + result.stderr_tail):
-            return result  # failed for another reason (an unreachable backend, a bad module): no second wait
-        backend_metadata.forget(cache, key, self.workdir)
-        self.on_event(TerraformEvent(
-            "stdout", "terraform init did not accept the backend metadata kept from an earlier run; "
-            "running init again without it.", None))
-        result = self.run("init", args, max(timeout - (time.monotonic() - started), 0.0))
-        if result.ok:
-            backend_metadata.learn(cache, key, self.workdir)
-        return result
+        while True:
+            result = self.run("init", args, max(timeout - (time.monotonic() - started), 0.0))
+            if result.ok:
+                if key is not None:
+                    backend_metadata.learn(cache, key, self.workdir)
+                return result
+            if not seeded or result.cancelled or result.timed_out or self.cancel.is_set():
+                return result
+            if not backend_metadata.refused(result.stdout + "\n" + result.stderr_tail):
+                return result  # failed for another reason (an unreachable backend, a bad module): no second wait
+            backend_metadata.forget(cache, key, self.workdir)
+            seeded = False  # the second init starts bare, and is the last
+            self.on_event(TerraformEvent(
+                "stdout", "terraform init did not accept the backend metadata kept from an earlier run; "
+                "running init again without it.", None))
 
     def plan(self, timeout: float, *, destroy: bool = False, out: str = "tfplan") -> StepResult:
         """`terraform plan -json -out=<out>` (`-destroy` to plan a teardown)."""

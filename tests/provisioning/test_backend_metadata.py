@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ import pytest
 from provisioning import backend_metadata
 from provisioning.redact import Redactor
 from provisioning.terraform import TerraformRunner, TerraformSettings
+from tests.http_state_backend import StateBackendHandler
 
 BACKEND_TF = 'terraform {\n  backend "http" {}\n}\n'
 MAIN_TF = 'resource "terraform_data" "one" {\n  input = "one"\n}\n'
@@ -22,22 +23,10 @@ FIRST_TIME = "backend has not previously been initialized in this working direct
 REUSED = 'using already-initialized, unchanged "http" backend configuration'
 
 
-class StateServer(BaseHTTPRequestHandler):
+class StateServer(StateBackendHandler):
     """Keeps one state document per path; LOCK/UNLOCK always granted."""
 
     states: dict[str, bytes] = {}
-
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, status: int, body: bytes = b"") -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     @property
     def key(self) -> str:
@@ -50,12 +39,6 @@ class StateServer(BaseHTTPRequestHandler):
     def do_POST(self):
         type(self).states[self.key] = self._body()
         self._reply(200)
-
-    def do_LOCK(self):
-        self._body()
-        self._reply(200)
-
-    do_UNLOCK = do_LOCK
 
 
 @pytest.fixture

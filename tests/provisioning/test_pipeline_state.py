@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from provisioning.patterns import EndpointSpec
 from provisioning.pipeline import ERRORED_STATE, Pipeline
 from provisioning.redact import Redactor
 from provisioning.terraform import TerraformSettings
+from tests.http_state_backend import StateBackendHandler
 
 MAIN_TF = """
 terraform {
@@ -36,24 +37,12 @@ output "fqdn" {
 """
 
 
-class Backend(BaseHTTPRequestHandler):
+class Backend(StateBackendHandler):
     """Terraform's http backend that answers POST with `post_status`; everything else works."""
 
     post_status = 500
     state: bytes | None = None
     posts = 0
-
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, status: int, body: bytes = b"") -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def do_GET(self):
         self._reply(200, type(self).state) if type(self).state else self._reply(204)
@@ -62,14 +51,6 @@ class Backend(BaseHTTPRequestHandler):
         self._body()
         type(self).posts += 1
         self._reply(type(self).post_status, b'{"error": "refused in a test"}')
-
-    def do_LOCK(self):
-        self._body()
-        self._reply(200)
-
-    def do_UNLOCK(self):
-        self._body()
-        self._reply(200)
 
 
 class Sink:
